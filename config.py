@@ -1,0 +1,232 @@
+"""One typed configuration for the whole project, read once and passed down.
+
+Every field has a default and an environment variable that overrides it; command-line options
+of the job and the producer override both. `load()` validates everything up front and raises
+ConfigError naming the variable and what it accepts, so a bad setting fails at start-up and
+never in the middle of a stream.
+
+    python config.py            # prints every variable, its default and what it means
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
+
+PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
+RUN_DIR = os.environ.get("RUN_DIR", os.path.join(PROJECT_DIR, ".run"))
+
+DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")
+DEFAULT_THRESHOLDS = "BTCUSDT=3.5,ETHUSDT=3.5,BNBUSDT=4.0,SOLUSDT=3.0,XRPUSDT=3.5"
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,30}$")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or out of range; the message names the variable."""
+
+
+def setting(env: str, default, help: str, *, choices=None, minimum=None, maximum=None,
+            secret: bool = False):
+    """A dataclass field bound to an environment variable, with its validation rules."""
+    return field(default=default, repr=not secret,
+                 metadata={"env": env, "help": help, "choices": choices,
+                           "minimum": minimum, "maximum": maximum, "secret": secret})
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str = setting(
+        "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092", "Kafka bootstrap servers, host:port[,host:port]")
+    topic: str = setting("KAFKA_TOPIC", "trades", "Topic of raw trades (websocket trade shape, keyed by symbol)")
+    group_id: str = setting("KAFKA_GROUP_ID", "crypto-anomaly-detector", "Consumer group id of the Flink job")
+    starting_offsets: str = setting(
+        "KAFKA_STARTING_OFFSETS", "earliest", "Where a job without a checkpoint starts reading",
+        choices=("earliest", "latest", "committed"))
+    partitions: int = setting(
+        "KAFKA_TOPIC_PARTITIONS", 2, "Partitions when the producer creates the topic", minimum=1, maximum=10000)
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    symbols: tuple = setting(
+        "SYMBOLS", DEFAULT_SYMBOLS,
+        "Comma-separated symbols the job accepts; '*' accepts every well-formed symbol")
+    zscore_thresholds: tuple = setting(
+        "ZSCORE_THRESHOLDS", DEFAULT_THRESHOLDS, "Per-symbol z-score thresholds, SYMBOL=VALUE,...")
+    default_zscore_threshold: float = setting(
+        "ZSCORE_DEFAULT_THRESHOLD", 3.5, "Threshold for symbols not in ZSCORE_THRESHOLDS",
+        minimum=0.5, maximum=100.0)
+    window_size: int = setting(
+        "ROLLING_WINDOW", 1000, "Trades in the rolling statistics window per symbol", minimum=2, maximum=1_000_000)
+    min_history: int = setting(
+        "MIN_HISTORY", 50, "Trades a symbol needs before it can raise an anomaly", minimum=2, maximum=1_000_000)
+    cooldown_seconds: float = setting(
+        "COOLDOWN_SECONDS", 60.0, "Event-time seconds after an anomaly during which a symbol raises no other",
+        minimum=0.0, maximum=86400.0)
+
+    def threshold_for(self, symbol: str) -> float:
+        return dict(self.zscore_thresholds).get(symbol, self.default_zscore_threshold)
+
+    def accepts(self, symbol: str) -> bool:
+        return "*" in self.symbols or symbol in self.symbols
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    clickhouse_url: str = setting(
+        "CLICKHOUSE_URL", "",
+        "ClickHouse server, e.g. https://host:8443; empty = embedded chDB at CHDB_PATH")
+    database: str = setting("CLICKHOUSE_DATABASE", "crypto", "Database holding the tables of sql/")
+    user: str = setting("CLICKHOUSE_USER", "default", "ClickHouse user (server backend)")
+    password: str = setting("CLICKHOUSE_PASSWORD", "", "ClickHouse password (server backend)", secret=True)
+    chdb_path: str = setting(
+        "CHDB_PATH", os.path.join(RUN_DIR, "data", "chdb"),
+        "Directory of the embedded store; one process may own it at a time")
+    batch_size: int = setting(
+        "SINK_BATCH_SIZE", 5000, "Rows per insert into each table", minimum=1, maximum=1_000_000)
+    flush_interval_ms: int = setting(
+        "SINK_FLUSH_INTERVAL_MS", 1000, "Longest time a row waits in the sink buffer",
+        minimum=10, maximum=600_000)
+
+    @property
+    def backend(self) -> str:
+        return "clickhouse" if self.clickhouse_url else "chdb"
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    parallelism: int = setting("FLINK_PARALLELISM", 2, "Parallelism of the job's operators", minimum=1, maximum=4096)
+    checkpoint_interval_ms: int = setting(
+        "CHECKPOINT_INTERVAL_MS", 10_000, "Checkpoint interval", minimum=100, maximum=86_400_000)
+    max_out_of_orderness_ms: int = setting(
+        "WATERMARK_OUT_OF_ORDERNESS_MS", 2000, "Bounded out-of-orderness of trade event times",
+        minimum=0, maximum=3_600_000)
+    bounded: bool = setting(
+        "JOB_BOUNDED", False, "Stop at the topic's end offsets seen at start (replays, tests, backtests)")
+    connector_jars: str = setting(
+        "FLINK_CONNECTOR_JARS", os.path.join(RUN_DIR, "lib", "flink"),
+        "Directory (or ';'-separated files) of the Flink Kafka connector jars; empty when they are on "
+        "Flink's classpath already")
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    job: JobConfig = field(default_factory=JobConfig)
+
+
+SECTIONS = {"kafka": KafkaConfig, "detection": DetectionConfig, "store": StoreConfig, "job": JobConfig}
+
+
+def _parse(f: dataclasses.Field, raw: str):
+    """Turns the text of an environment variable into the field's type."""
+    name = f.metadata["env"]
+    kind = f.type
+    try:
+        if kind == "bool":
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind == "int":
+            return int(raw.replace("_", ""))
+        if kind == "float":
+            return float(raw)
+        if kind == "tuple":
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        return raw.strip()
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a {kind}") from None
+
+
+def _check(f: dataclasses.Field, value) -> None:
+    meta, name = f.metadata, f.metadata["env"]
+    if meta["choices"] and value not in meta["choices"]:
+        raise ConfigError(f"{name}={value!r}: must be one of {', '.join(meta['choices'])}")
+    if meta["minimum"] is not None and value < meta["minimum"]:
+        raise ConfigError(f"{name}={value!r}: must be at least {meta['minimum']}")
+    if meta["maximum"] is not None and value > meta["maximum"]:
+        raise ConfigError(f"{name}={value!r}: must be at most {meta['maximum']}")
+
+
+def _parse_thresholds(items: tuple | str) -> tuple:
+    """'BTCUSDT=3.5,ETHUSDT=4' -> (('BTCUSDT', 3.5), ('ETHUSDT', 4.0)), validated."""
+    if isinstance(items, str):
+        items = tuple(p.strip() for p in items.split(",") if p.strip())
+    pairs = []
+    for item in items:
+        if isinstance(item, tuple):
+            pairs.append(item)
+            continue
+        symbol, sep, value = item.partition("=")
+        try:
+            threshold = float(value)
+        except ValueError:
+            threshold = float("nan")
+        if not sep or not SYMBOL_PATTERN.match(symbol.strip().upper()) or not 0.5 <= threshold <= 100:
+            raise ConfigError(
+                f"ZSCORE_THRESHOLDS: {item!r} must look like SYMBOL=VALUE with VALUE between 0.5 and 100")
+        pairs.append((symbol.strip().upper(), threshold))
+    return tuple(pairs)
+
+
+def _section_from_env(cls, environ: Mapping[str, str], overrides: Mapping[str, object]):
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in overrides and overrides[f.name] is not None:
+            value = overrides[f.name]
+        elif f.metadata["env"] in environ:
+            value = _parse(f, environ[f.metadata["env"]])
+        else:
+            value = f.default
+        _check(f, value)
+        values[f.name] = value
+    return cls(**values)
+
+
+def _validate_detection(d: DetectionConfig) -> DetectionConfig:
+    symbols = tuple(s.upper() for s in d.symbols)
+    if not symbols:
+        raise ConfigError("SYMBOLS: at least one symbol (or '*') is required")
+    for s in symbols:
+        if s != "*" and not SYMBOL_PATTERN.match(s):
+            raise ConfigError(f"SYMBOLS: {s!r} is not a symbol (letters and digits, 2 to 30 of them)")
+    if d.min_history > d.window_size:
+        raise ConfigError(f"MIN_HISTORY={d.min_history}: must not exceed ROLLING_WINDOW={d.window_size}")
+    return dataclasses.replace(d, symbols=symbols, zscore_thresholds=_parse_thresholds(d.zscore_thresholds))
+
+
+def load(environ: Mapping[str, str] | None = None, **overrides: Mapping[str, object]) -> AppConfig:
+    """Builds the validated configuration: overrides (per section) > environment > defaults.
+
+    load(os.environ, kafka={"topic": "x"}) overrides one field of one section.
+    """
+    environ = os.environ if environ is None else environ
+    sections = {name: _section_from_env(cls, environ, overrides.get(name, {}))
+                for name, cls in SECTIONS.items()}
+    sections["detection"] = _validate_detection(sections["detection"])
+    return AppConfig(**sections)
+
+
+def describe() -> str:
+    """A table of every environment variable, its default and its meaning (README, --help)."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for cls in SECTIONS.values():
+        for f in dataclasses.fields(cls):
+            default = f.default
+            if isinstance(default, tuple):
+                default = ",".join(default)
+            if isinstance(default, str) and default.startswith(PROJECT_DIR):
+                default = "<project>" + default[len(PROJECT_DIR):]
+            lines.append(f"| `{f.metadata['env']}` | `{default}` | {f.metadata['help']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(describe())

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# One-shot set-up of everything the project needs on a fresh machine, idempotent:
+#  - a JDK and Maven from Debian when `java` / `mvn` are missing (needs root or sudo);
+#  - the Python virtual environment in $VENV_DIR, resolved in ONE pip call from
+#    requirements.txt constrained by requirements.lock (keeps apache-flink's pins), then `pip check`;
+#  - the Kafka broker jars and the Flink Kafka connector jars from Maven Central
+#    (Maven verifies checksums) into $RUN_DIR/lib/{kafka,flink}.
+set -euo pipefail
+COMPONENT=setup
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+PYTHON="${PYTHON:-python3}"
+
+apt_install() {
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  log "installing Debian packages: $*"
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_jdk() {
+  command -v java >/dev/null || apt_install openjdk-17-jre-headless
+  command -v mvn >/dev/null || apt_install maven
+}
+
+ensure_venv() {
+  local stamp="$VENV_DIR/.installed" want
+  want=$(cat "$PROJECT_DIR/requirements.txt" "$PROJECT_DIR/requirements.lock" | sha256sum | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
+  [ -x "$VENV_DIR/bin/python" ] || { log "creating virtual environment $VENV_DIR"; "$PYTHON" -m venv "$VENV_DIR"; }
+  log "installing Python requirements (one resolution, constrained by requirements.lock)"
+  "$VENV_DIR/bin/pip" install -q -r "$PROJECT_DIR/requirements.txt" -c "$PROJECT_DIR/requirements.lock"
+  "$VENV_DIR/bin/pip" check
+  echo "$want" > "$stamp"
+}
+
+# copy_jars NAME: resolves deploy/local/maven/NAME/pom.xml into $LIB_DIR/<dest>.
+copy_jars() {
+  local pom=$1 dest=$2 stamp="$2/.pom.sha256" want
+  want=$(sha256sum "$pom" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
+  log "fetching jars for $(basename "$(dirname "$pom")") from Maven Central into $dest"
+  rm -rf "$dest"; mkdir -p "$dest"
+  mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies -DoutputDirectory="$dest" -DincludeScope=runtime
+  echo "$want" > "$stamp"
+}
+
+ensure_jdk
+ensure_venv
+copy_jars "$PROJECT_DIR/deploy/local/maven/kafka-broker/pom.xml" "$LIB_DIR/kafka"
+copy_jars "$PROJECT_DIR/deploy/local/maven/flink-connector/pom.xml" "$LIB_DIR/flink"
+log "ready: venv $VENV_DIR, jars in $LIB_DIR"

@@ -1,0 +1,182 @@
+"""The streaming job: Kafka trades -> parse -> key by symbol -> rolling z-score -> ClickHouse.
+
+    Kafka source (raw JSON strings)
+      -> ParseTrades            invalid messages -> dead letters (side output)
+      -> event-time watermarks  (trade time, bounded out-of-orderness)
+      -> key_by(symbol) -> DetectAnomalies   keyed state: rolling statistics, cooldown
+      -> union(dead letters) -> StoreSink    batched, idempotent inserts into trades/anomalies/dead_letters
+
+Runs in a local MiniCluster:    python flink_jobs/anomaly_job.py --bounded
+and on a cluster:               flink run -py flink_jobs/anomaly_job.py -pyexec <python> -- --bounded
+Every option defaults to its environment variable (see `python config.py`), then to config.py.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+if __package__ in (None, ""):
+    # Run as a script (python flink_jobs/anomaly_job.py, flink run -py ...): make the project importable.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import config as app_config  # noqa: E402
+from config import PROJECT_DIR, AppConfig, ConfigError  # noqa: E402
+
+log = logging.getLogger("flink_jobs.anomaly_job")
+JOB_NAME = "crypto-anomaly-detector"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="anomaly_job.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers [KAFKA_BOOTSTRAP_SERVERS]")
+    parser.add_argument("--topic", help="topic of raw trades [KAFKA_TOPIC]")
+    parser.add_argument("--group-id", help="consumer group id [KAFKA_GROUP_ID]")
+    parser.add_argument("--starting-offsets", choices=("earliest", "latest", "committed"),
+                        help="where to start without a checkpoint [KAFKA_STARTING_OFFSETS]")
+    parser.add_argument("--bounded", action="store_true", default=None,
+                        help="stop at the end offsets seen at start [JOB_BOUNDED]")
+    parser.add_argument("--parallelism", type=int, help="operator parallelism [FLINK_PARALLELISM]")
+    parser.add_argument("--checkpoint-interval-ms", type=int, help="[CHECKPOINT_INTERVAL_MS]")
+    parser.add_argument("--sink", choices=("chdb", "clickhouse"),
+                        help="store backend; 'clickhouse' needs --clickhouse-url [CLICKHOUSE_URL, else chdb]")
+    parser.add_argument("--clickhouse-url", help="ClickHouse server URL [CLICKHOUSE_URL]")
+    parser.add_argument("--chdb-path", help="embedded store directory [CHDB_PATH]")
+    return parser.parse_args(argv)
+
+
+def load_config(args: argparse.Namespace) -> AppConfig:
+    store = {"chdb_path": args.chdb_path, "clickhouse_url": args.clickhouse_url}
+    if args.sink == "chdb":
+        store["clickhouse_url"] = ""
+    elif args.sink == "clickhouse" and not (args.clickhouse_url or os.environ.get("CLICKHOUSE_URL")):
+        raise ConfigError("--sink clickhouse needs --clickhouse-url or CLICKHOUSE_URL")
+    return app_config.load(
+        kafka={"bootstrap_servers": args.bootstrap_servers, "topic": args.topic, "group_id": args.group_id,
+               "starting_offsets": args.starting_offsets},
+        job={"bounded": args.bounded, "parallelism": args.parallelism,
+             "checkpoint_interval_ms": args.checkpoint_interval_ms},
+        store=store)
+
+
+def connector_jar_urls(setting: str) -> list[str]:
+    """FLINK_CONNECTOR_JARS (a directory or ';'-separated jar files) -> file:// URLs."""
+    if not setting:
+        return []
+    if os.path.isdir(setting):
+        paths = sorted(os.path.join(setting, n) for n in os.listdir(setting) if n.endswith(".jar"))
+    else:
+        paths = [p for p in setting.split(";") if p]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if not paths or missing:
+        raise ConfigError(f"FLINK_CONNECTOR_JARS={setting!r}: no connector jars there "
+                          f"(run `make setup`, or set it empty when they are on Flink's classpath)")
+    return ["file://" + os.path.abspath(p) for p in paths]
+
+
+def create_environment(cfg: AppConfig):
+    from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(cfg.job.parallelism)
+    env.enable_checkpointing(cfg.job.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
+    jars = connector_jar_urls(cfg.job.connector_jars)
+    if jars:
+        env.add_jars(*jars)
+    # The Python workers import the job's modules from these shipped files, wherever they run.
+    env.add_python_file(os.path.join(PROJECT_DIR, "flink_jobs"))
+    env.add_python_file(os.path.join(PROJECT_DIR, "config.py"))
+    if "PYFLINK_GATEWAY_PORT" not in os.environ:
+        # Local MiniCluster: workers use this interpreter (with its venv), not `python` from PATH.
+        # Under `flink run` the gateway is set and -pyexec / python.executable decide.
+        env.set_python_executable(sys.executable)
+    return env
+
+
+def starting_offsets(name: str):
+    from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer
+    from pyflink.java_gateway import get_gateway
+
+    if name == "earliest":
+        return KafkaOffsetsInitializer.earliest()
+    if name == "latest":
+        return KafkaOffsetsInitializer.latest()
+    # PyFlink's committed_offsets() names the reset strategy by its class in the shaded SQL
+    # connector jar; with the plain connector jars the class is kafka-clients' own.
+    jvm = get_gateway().jvm
+    reset = jvm.org.apache.kafka.clients.consumer.OffsetResetStrategy.EARLIEST
+    j_initializer = (jvm.org.apache.flink.connector.kafka.source.enumerator.initializer
+                     .OffsetsInitializer.committedOffsets(reset))
+    return KafkaOffsetsInitializer(j_initializer)
+
+
+def kafka_source(cfg: AppConfig):
+    from pyflink.common.serialization import SimpleStringSchema
+    from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer, KafkaSource
+
+    starting = starting_offsets(cfg.kafka.starting_offsets)
+    builder = (KafkaSource.builder()
+               .set_bootstrap_servers(cfg.kafka.bootstrap_servers)
+               .set_topics(cfg.kafka.topic)
+               .set_group_id(cfg.kafka.group_id)
+               .set_starting_offsets(starting)
+               .set_value_only_deserializer(SimpleStringSchema())
+               .set_property("commit.offsets.on.checkpoint", "true"))
+    if cfg.job.bounded:
+        builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
+    return builder.build()
+
+
+def build_pipeline(env, cfg: AppConfig) -> None:
+    from pyflink.common import Duration, WatermarkStrategy
+
+    from flink_jobs.operators import (DEAD_LETTERS, DetectAnomalies, ParseTrades, StoreSink,
+                                      TradeTimeAssigner, sink_key)
+
+    raw = env.from_source(kafka_source(cfg), WatermarkStrategy.no_watermarks(), "kafka-trades")
+    parsed = raw.process(ParseTrades(cfg.detection)).name("parse-trades")
+    dead_letters = parsed.get_side_output(DEAD_LETTERS)
+    watermarks = (WatermarkStrategy
+                  .for_bounded_out_of_orderness(Duration.of_millis(cfg.job.max_out_of_orderness_ms))
+                  .with_timestamp_assigner(TradeTimeAssigner()))
+    detected = (parsed.assign_timestamps_and_watermarks(watermarks).name("trade-time-watermarks")
+                .key_by(lambda trade: trade.symbol)
+                .process(DetectAnomalies(cfg.detection)).name("detect-anomalies"))
+    # chDB allows one owner per directory, so the embedded store gets one writer; a server scales out.
+    sink_parallelism = 1 if cfg.store.backend == "chdb" else cfg.job.parallelism
+    (detected.union(dead_letters)
+     .key_by(lambda record: sink_key(record, sink_parallelism))
+     .process(StoreSink(cfg.store)).name(f"store-sink-{cfg.store.backend}")
+     .set_parallelism(sink_parallelism))
+
+
+def main(argv: list[str] | None = None) -> int:
+    level = os.environ.get("LOG_LEVEL", "INFO")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = load_config(args)
+        env = create_environment(cfg)
+    except ConfigError as error:
+        log.error("configuration error: %s", error)
+        return 2
+    logging.getLogger().setLevel(level)  # PyFlink's environment lowers the root logger to WARNING
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    build_pipeline(env, cfg)
+    log.info("starting %s: topic %s at %s, group %s, %s, parallelism %d, checkpoints every %d ms, store %s",
+             JOB_NAME, cfg.kafka.topic, cfg.kafka.bootstrap_servers, cfg.kafka.group_id,
+             "bounded" if cfg.job.bounded else "unbounded", cfg.job.parallelism,
+             cfg.job.checkpoint_interval_ms, cfg.store.backend)
+    started = time.monotonic()
+    result = env.execute(JOB_NAME)
+    if cfg.job.bounded:
+        log.info("job finished: %.1f s wall, %.1f s net runtime (job id %s)", time.monotonic() - started,
+                 result.get_net_runtime() / 1000.0, result.get_job_id())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Per-symbol features: plain Python, shared by the streaming job and (later) model training."""

@@ -1,0 +1,75 @@
+"""Rolling mean and standard deviation over the last N values, in O(1) per value.
+
+Welford's update extended to a sliding window: adding a value when the window is full replaces
+the oldest one, and mean and M2 (sum of squared deviations) are adjusted for both at once. This
+stays accurate where the textbook sum/sum-of-squares form loses digits (BTC prices near 20,000
+with a spread of a few dollars). Rounding still accumulates slowly, so every `capacity` updates
+the two moments are recomputed exactly from the buffer.
+"""
+from __future__ import annotations
+
+import math
+
+
+class RollingStats:
+    __slots__ = ("capacity", "values", "head", "mean", "m2", "updates_since_exact")
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self.values: list[float] = []
+        self.head = 0  # index of the oldest value once the buffer is full
+        self.mean = 0.0
+        self.m2 = 0.0
+        self.updates_since_exact = 0
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def variance(self) -> float:
+        """Population variance (ddof=0) of the values in the window."""
+        n = len(self.values)
+        return max(self.m2, 0.0) / n if n else 0.0
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.variance)
+
+    def zscore(self, x: float) -> float:
+        """How many standard deviations x lies from the window mean; 0 when the window has no spread."""
+        std = self.std
+        if std <= 1e-12 * max(1.0, abs(self.mean)):
+            return 0.0
+        return (x - self.mean) / std
+
+    def push(self, x: float) -> None:
+        n = len(self.values)
+        if n < self.capacity:
+            self.values.append(x)
+            delta = x - self.mean
+            self.mean += delta / (n + 1)
+            self.m2 += delta * (x - self.mean)
+        else:
+            old = self.values[self.head]
+            self.values[self.head] = x
+            self.head = (self.head + 1) % self.capacity
+            old_mean = self.mean
+            self.mean = old_mean + (x - old) / n
+            self.m2 += (x - old) * (x - self.mean + old - old_mean)
+        self.updates_since_exact += 1
+        if self.updates_since_exact >= self.capacity:
+            self._recompute()
+
+    def _recompute(self) -> None:
+        n = len(self.values)
+        self.mean = math.fsum(self.values) / n
+        self.m2 = math.fsum((v - self.mean) ** 2 for v in self.values)
+        self.updates_since_exact = 0
+
+    def __getstate__(self):
+        return (self.capacity, self.values, self.head, self.mean, self.m2, self.updates_since_exact)
+
+    def __setstate__(self, state):
+        (self.capacity, self.values, self.head, self.mean, self.m2, self.updates_since_exact) = state

@@ -1,0 +1,193 @@
+"""Flink glue: state, timers, side outputs and metrics around the plain-Python logic.
+
+Records between operators are pickled Python objects: Trade tuples after parsing, then
+("table", row) pairs addressed to the store, where row follows store.TABLE_COLUMNS[table].
+"""
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+
+from pyflink.common import Types
+from pyflink.common.watermark_strategy import TimestampAssigner
+from pyflink.datastream import OutputTag
+from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
+from pyflink.datastream.state import ValueStateDescriptor
+
+from config import DetectionConfig, StoreConfig
+from flink_jobs.detectors.base import Anomaly
+from flink_jobs.detectors.zscore import ZScoreDetector
+from flink_jobs.features.symbol_state import SymbolState, TradeFeatures, observe
+from flink_jobs.trades import InvalidTrade, Trade, parse_trade
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTERS = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
+# Raw messages are kept whole up to this size; longer ones are cut and the cut is said in the reason.
+MAX_DEAD_LETTER_CHARS = 64 * 1024
+
+
+def dead_letter(stage: str, reason: str, raw, symbol: str = "", trade_id: int = -1) -> tuple:
+    """A ("dead_letters", row) record; the raw message is kept as text."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="backslashreplace")
+    if len(raw) > MAX_DEAD_LETTER_CHARS:
+        reason = f"{reason} [raw message cut from {len(raw)} to {MAX_DEAD_LETTER_CHARS} characters]"
+        raw = raw[:MAX_DEAD_LETTER_CHARS]
+    return "dead_letters", (stage, reason, raw, symbol, trade_id, int(time.time() * 1000))
+
+
+def trade_row(trade: Trade, f: TradeFeatures) -> tuple:
+    return ("trades", (trade.symbol, trade.trade_id, trade.trade_time_ms, trade.event_time_ms, trade.price,
+                       trade.qty, trade.price * trade.qty, trade.is_buyer_maker, f.log_return, f.price_mean,
+                       f.price_std, f.z_price, f.return_mean, f.return_std, f.z_return))
+
+
+def anomaly_row(a: Anomaly) -> tuple:
+    return ("anomalies", (a.symbol, a.trade_id, a.trade_time_ms, a.method, a.price, a.score, a.threshold,
+                          a.severity, a.reason, a.z_price, a.z_return, a.log_return))
+
+
+class _SampledLog:
+    """Logs the first few events of a kind, then one in `every`, so a flood of bad input
+    cannot flood the log (the metric still counts each one)."""
+
+    def __init__(self, first: int = 10, every: int = 1000):
+        self.first, self.every, self.seen = first, every, 0
+
+    def should_log(self) -> bool:
+        self.seen += 1
+        return self.seen <= self.first or self.seen % self.every == 0
+
+
+class ParseTrades(ProcessFunction):
+    """Raw Kafka message -> Trade; anything invalid -> DEAD_LETTERS with its reason."""
+
+    def __init__(self, detection: DetectionConfig):
+        self.detection = detection
+
+    def open(self, runtime_context: RuntimeContext):
+        metrics = runtime_context.get_metrics_group()
+        self.parsed = metrics.counter("trades_parsed")
+        self.rejected = metrics.counter("dead_letters")
+        self.sampled_log = _SampledLog()
+        self.accepts = self.detection.accepts
+
+    def process_element(self, raw, ctx):
+        try:
+            trade = parse_trade(raw, self.accepts)
+        except InvalidTrade as error:
+            self.rejected.inc()
+            if self.sampled_log.should_log():
+                log.warning("dead letter #%d: %s; message starts %r", self.sampled_log.seen, error, raw[:120])
+            yield DEAD_LETTERS, dead_letter("parse", str(error), raw)
+            return
+        self.parsed.inc()
+        yield trade
+
+
+class TradeTimeAssigner(TimestampAssigner):
+    """Event time is the exchange's trade time."""
+
+    def extract_timestamp(self, value: Trade, record_timestamp: int) -> int:
+        return value.trade_time_ms
+
+
+class DetectAnomalies(KeyedProcessFunction):
+    """Per symbol: rolling statistics in keyed state, z-score detection with cooldown.
+
+    Emits ("trades", row) for every new trade, ("anomalies", row) for each anomaly, and
+    ("dead_letters", row) for a trade id at or below the last one seen (a repeat).
+    """
+
+    def __init__(self, detection: DetectionConfig):
+        self.detection = detection
+
+    def open(self, runtime_context: RuntimeContext):
+        self.symbol_state = runtime_context.get_state(
+            ValueStateDescriptor("symbol_state", Types.PICKLED_BYTE_ARRAY()))
+        self.detector = ZScoreDetector(self.detection)
+        metrics = runtime_context.get_metrics_group()
+        self.anomalies = metrics.counter("anomalies")
+        self.repeats = metrics.counter("repeated_trades")
+
+    def process_element(self, trade: Trade, ctx: KeyedProcessFunction.Context):
+        state = self.symbol_state.value() or SymbolState(self.detection.window_size)
+        if state.is_replay_of_seen_trade(trade):
+            self.repeats.inc()
+            reason = f"repeated or out-of-order trade id {trade.trade_id} (last seen {state.last_trade_id})"
+            yield dead_letter("detect", reason, repr(tuple(trade)), trade.symbol, trade.trade_id)
+            return
+        features = observe(state, trade)
+        anomaly = self.detector.check(trade, features, state)
+        self.symbol_state.update(state)
+        yield trade_row(trade, features)
+        if anomaly is not None:
+            self.anomalies.inc()
+            log.info("anomaly %s trade %d: %s", anomaly.symbol, anomaly.trade_id, anomaly.reason)
+            yield anomaly_row(anomaly)
+
+
+def sink_key(record: tuple, parallelism: int) -> int:
+    """Spreads store records over the sink subtasks by their first column (symbol or stage)."""
+    if parallelism == 1:
+        return 0
+    return zlib.crc32(str(record[1][0]).encode()) % parallelism
+
+
+class StoreSink(KeyedProcessFunction):
+    """Buffers rows per table and inserts them in batches: when a table's buffer reaches
+    SINK_BATCH_SIZE, when a processing-time timer SINK_FLUSH_INTERVAL_MS after the first
+    buffered row fires, and when the operator closes at the end of a bounded input.
+
+    Writes are idempotent (ReplacingMergeTree keys), so rows replayed after a restart collapse.
+    """
+
+    def __init__(self, store: StoreConfig):
+        self.store_config = store
+
+    def open(self, runtime_context: RuntimeContext):
+        from flink_jobs.store import open_store
+
+        self.store = open_store(self.store_config)
+        self.store.apply_schema()
+        self.buffers: dict[str, list] = {}
+        self.timer_pending = False
+        metrics = runtime_context.get_metrics_group()
+        self.rows_written = metrics.counter("rows_written")
+        self.batches_written = metrics.counter("batches_written")
+
+    def process_element(self, record, ctx: KeyedProcessFunction.Context):
+        table, row = record
+        buffer = self.buffers.setdefault(table, [])
+        buffer.append(row)
+        if len(buffer) >= self.store_config.batch_size:
+            self._flush(table)
+        elif not self.timer_pending:
+            now = ctx.timer_service().current_processing_time()
+            ctx.timer_service().register_processing_time_timer(now + self.store_config.flush_interval_ms)
+            self.timer_pending = True
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        self.timer_pending = False
+        self._flush_all()
+
+    def close(self):
+        if getattr(self, "store", None) is not None:
+            self._flush_all()
+            self.store.close()
+            self.store = None
+
+    def _flush_all(self):
+        for table in list(self.buffers):
+            self._flush(table)
+
+    def _flush(self, table: str):
+        rows = self.buffers.get(table)
+        if not rows:
+            return
+        self.store.insert(table, rows)
+        self.rows_written.inc(len(rows))
+        self.batches_written.inc()
+        self.buffers[table] = []

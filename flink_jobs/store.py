@@ -1,0 +1,194 @@
+"""The store: one interface over ClickHouse, two backends sharing the SQL files of sql/.
+
+- ChdbStore: the embedded default, chDB (the ClickHouse engine in-process) at a directory.
+  Only one process may open a directory at a time, so the job writes through a single sink
+  subtask and readers run after it (or against a server).
+- ServerStore: a ClickHouse server through clickhouse-connect, when CLICKHOUSE_URL is set.
+
+Rows travel as Arrow tables built from the column lists below, so values never pass through SQL
+text: inserts read them with the Python() table function (chDB) or the native insert protocol
+(server), and queries take server-side {name:Type} parameters.
+"""
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+from typing import Any, Mapping, Sequence
+
+import pyarrow as pa
+
+from config import PROJECT_DIR, StoreConfig
+
+log = logging.getLogger(__name__)
+
+SQL_DIR = os.path.join(PROJECT_DIR, "sql")
+_MS = pa.timestamp("ms", tz="UTC")
+
+# Column order of the tuples the job produces for each table (must match sql/; a test checks).
+TABLE_COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
+    "trades": (
+        ("symbol", pa.string()), ("trade_id", pa.uint64()), ("trade_time", _MS), ("event_time", _MS),
+        ("price", pa.float64()), ("qty", pa.float64()), ("quote_qty", pa.float64()),
+        ("is_buyer_maker", pa.bool_()), ("log_return", pa.float64()), ("price_mean", pa.float64()),
+        ("price_std", pa.float64()), ("z_price", pa.float32()), ("return_mean", pa.float64()),
+        ("return_std", pa.float64()), ("z_return", pa.float32()),
+    ),
+    "anomalies": (
+        ("symbol", pa.string()), ("trade_id", pa.uint64()), ("trade_time", _MS), ("method", pa.string()),
+        ("price", pa.float64()), ("score", pa.float64()), ("threshold", pa.float64()),
+        ("severity", pa.string()), ("reason", pa.string()), ("z_price", pa.float64()),
+        ("z_return", pa.float64()), ("log_return", pa.float64()),
+    ),
+    "dead_letters": (
+        ("stage", pa.string()), ("reason", pa.string()), ("raw", pa.string()), ("symbol", pa.string()),
+        ("trade_id", pa.int64()), ("received_at", _MS),
+    ),
+}
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+def schema_files() -> list[str]:
+    """sql/NNN_*.sql in the order they apply."""
+    return sorted(glob.glob(os.path.join(SQL_DIR, "[0-9][0-9][0-9]_*.sql")))
+
+
+def schema_statements() -> list[tuple[str, str]]:
+    """(file name, statement) for every statement of sql/, comments stripped, in order."""
+    statements = []
+    for path in schema_files():
+        with open(path, encoding="utf-8") as handle:
+            text = "\n".join(line for line in handle.read().splitlines() if not line.lstrip().startswith("--"))
+        statements += [(os.path.basename(path), s.strip()) for s in text.split(";") if s.strip()]
+    return statements
+
+
+def to_arrow(table: str, rows: Sequence[tuple]) -> pa.Table:
+    """Rows (tuples in TABLE_COLUMNS order) -> a typed Arrow table."""
+    columns = TABLE_COLUMNS[table]
+    arrays = [pa.array([row[i] for row in rows], type=kind) for i, (_, kind) in enumerate(columns)]
+    return pa.Table.from_arrays(arrays, names=[name for name, _ in columns])
+
+
+def _checked_identifier(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise StoreError(f"CLICKHOUSE_DATABASE={name!r}: must be a plain identifier")
+    return name
+
+
+class Store:
+    """Schema, batched inserts and parameterised queries; subclasses talk to one backend."""
+
+    def __init__(self, config: StoreConfig):
+        self.config = config
+        self.database = _checked_identifier(config.database)
+
+    def apply_schema(self) -> int:
+        """Creates the database and applies sql/ in order; safe to repeat. Returns statements run."""
+        self._command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
+        statements = schema_statements()
+        for name, statement in statements:
+            log.debug("applying %s", name)
+            self._command(statement)
+        return len(statements)
+
+    def insert(self, table: str, rows: Sequence[tuple]) -> None:
+        if rows:
+            self._insert_arrow(table, to_arrow(table, rows))
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict]:
+        """Runs a SELECT with {name:Type} parameters; returns rows as dicts."""
+        raise NotImplementedError
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | None = None):
+        rows = self.query(sql, params)
+        return next(iter(rows[0].values())) if rows else None
+
+    def close(self) -> None:
+        pass
+
+    def _command(self, sql: str) -> None:
+        raise NotImplementedError
+
+    def _insert_arrow(self, table: str, data: pa.Table) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ChdbStore(Store):
+    def __init__(self, config: StoreConfig):
+        super().__init__(config)
+        import chdb  # imported here: a server deployment does not need the embedded engine
+
+        os.makedirs(config.chdb_path, exist_ok=True)
+        try:
+            self._conn = chdb.connect(f"file:{config.chdb_path}")
+        except RuntimeError as error:
+            if "Cannot lock file" in str(error):
+                raise StoreError(
+                    f"CHDB_PATH={config.chdb_path} is open in another process: an embedded store has "
+                    f"one owner at a time. Wait for that process (a running job?) to finish, or point "
+                    f"CHDB_PATH elsewhere.") from error
+            raise
+        self._command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
+        self._conn.query(f"USE `{self.database}`")
+
+    def query(self, sql, params=None):
+        result = self._conn.query(sql, "ArrowTable", params=dict(params or {}))
+        return result.to_pylist()
+
+    def close(self):
+        if getattr(self, "_conn", None) is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _command(self, sql):
+        self._conn.query(sql, "CSV")
+
+    def _insert_arrow(self, table, data):
+        names = ", ".join(data.column_names)
+        # chDB's Python() table function reads the local variable `data` by name.
+        self._conn.query(f"INSERT INTO `{table}` ({names}) SELECT {names} FROM Python(data)", "CSV")
+
+
+class ServerStore(Store):
+    def __init__(self, config: StoreConfig):
+        super().__init__(config)
+        import clickhouse_connect
+
+        self._client = clickhouse_connect.get_client(
+            dsn=config.clickhouse_url, username=config.user, password=config.password)
+        self._command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
+        self._client.database = self.database
+
+    def query(self, sql, params=None):
+        return list(self._client.query(sql, parameters=dict(params or {})).named_results())
+
+    def close(self):
+        self._client.close()
+
+    def _command(self, sql):
+        self._client.command(sql)
+
+    def _insert_arrow(self, table, data):
+        self._client.insert_arrow(table, data, database=self.database)
+
+
+def open_store(config: StoreConfig) -> Store:
+    """The backend the configuration names: a server when CLICKHOUSE_URL is set, else chDB."""
+    if config.backend == "clickhouse":
+        log.info("store: ClickHouse server %s, database %s", config.clickhouse_url, config.database)
+        return ServerStore(config)
+    log.info("store: embedded chDB at %s, database %s", config.chdb_path, config.database)
+    return ChdbStore(config)

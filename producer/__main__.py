@@ -1,0 +1,121 @@
+"""Command line of the producer.
+
+    python -m producer replay FILE... [--speed max|1|10] [--symbol S] [--create-topic]
+    python -m producer create-topic [--recreate]
+    python -m producer derive --candles F --symbol S --start ISO --end ISO --trades N --seed N --out F
+
+Kafka settings default to the environment (KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC,
+KAFKA_TOPIC_PARTITIONS; see `python config.py`).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+import config as app_config
+from config import ConfigError
+from producer.derive import epoch_ms, derive_trades, read_candles, write_binance_csv
+from producer.publisher import PublishError, Publisher, create_topic
+from producer.replay import merged_records, replay
+from producer.sources import SourceError
+
+log = logging.getLogger("producer")
+
+
+def _speed(text: str) -> float | None:
+    if text in ("max", "0"):
+        return None
+    value = float(text.rstrip("x"))
+    if value <= 0:
+        raise argparse.ArgumentTypeError("speed must be positive, or 'max'")
+    return value
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m producer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    kafka = argparse.ArgumentParser(add_help=False)
+    kafka.add_argument("--bootstrap-servers", help="[KAFKA_BOOTSTRAP_SERVERS]")
+    kafka.add_argument("--topic", help="[KAFKA_TOPIC]")
+    kafka.add_argument("--partitions", type=int, help="partitions for a created topic [KAFKA_TOPIC_PARTITIONS]")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    rp = commands.add_parser("replay", parents=[kafka], help="publish recorded trades (Binance CSV/.gz/.zip, JSON lines)")
+    rp.add_argument("files", nargs="+")
+    rp.add_argument("--symbol", help="symbol of CSV files whose name does not say it")
+    rp.add_argument("--speed", type=_speed, default=None,
+                    help="1 = recorded pace, 10 = ten times faster, max = as fast as possible (default)")
+    rp.add_argument("--create-topic", action="store_true", help="create the topic first if it is missing")
+    rp.add_argument("--recreate-topic", action="store_true", help="delete and create the topic first")
+
+    ct = commands.add_parser("create-topic", parents=[kafka], help="create the topic")
+    ct.add_argument("--recreate", action="store_true", help="delete it first (drops its data)")
+
+    dv = commands.add_parser("derive", help="derive trades from real 1-minute candles (see producer/derive.py)")
+    dv.add_argument("--candles", required=True)
+    dv.add_argument("--start", help="first candle, ISO time (UTC)")
+    dv.add_argument("--end", help="end (exclusive), ISO time (UTC)")
+    dv.add_argument("--trades", type=int, required=True, help="total trades to derive")
+    dv.add_argument("--seed", type=int, default=7)
+    dv.add_argument("--scale", type=float, default=1.0, help="price multiplier (volume divided by it)")
+    dv.add_argument("--first-id", type=int, default=1)
+    dv.add_argument("--out", required=True, help="output Binance trades CSV (.csv or .csv.gz)")
+    return parser.parse_args(argv)
+
+
+def run_replay(args, kafka) -> int:
+    if args.create_topic or args.recreate_topic:
+        create_topic(kafka, recreate=args.recreate_topic)
+    publisher = Publisher(kafka)
+    started = time.monotonic()
+    try:
+        count = replay(merged_records(args.files, args.symbol), publisher, args.speed)
+    finally:
+        publisher.close()
+    elapsed = time.monotonic() - started
+    per_symbol = ", ".join(f"{s} {n}" for s, n in sorted(publisher.sent.items()))
+    log.info("published %d messages to %s in %.1f s (%.0f/s): %s; acknowledged %d, failed %d",
+             count, kafka.topic, elapsed, count / max(elapsed, 1e-9), per_symbol, publisher.acked,
+             publisher.failed)
+    return 0 if publisher.failed == 0 and publisher.acked == count else 1
+
+
+def run_derive(args) -> int:
+    start = epoch_ms(args.start) if args.start else None
+    end = epoch_ms(args.end) if args.end else None
+    candles = read_candles(args.candles, start, end)
+    if not candles:
+        log.error("no candles in %s between %s and %s", args.candles, args.start, args.end)
+        return 1
+    rows = derive_trades(candles, args.trades, args.seed, args.first_id, args.scale)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    write_binance_csv(rows, args.out)
+    log.info("derived %d trades from %d candles of %s into %s (seed %d, scale %g)", len(rows), len(candles),
+             args.candles, args.out, args.seed, args.scale)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python narrates every connection at INFO
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.command == "derive":
+            return run_derive(args)
+        kafka = app_config.load(kafka={"bootstrap_servers": args.bootstrap_servers, "topic": args.topic,
+                                       "partitions": args.partitions}).kafka
+        if args.command == "create-topic":
+            create_topic(kafka, recreate=args.recreate)
+            return 0
+        return run_replay(args, kafka)
+    except (ConfigError, SourceError, PublishError) as error:
+        log.error("%s", error)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
