@@ -13,6 +13,7 @@ Every option defaults to its environment variable (see `python config.py`), then
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -45,6 +46,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="store backend; 'clickhouse' needs --clickhouse-url [CLICKHOUSE_URL, else chdb]")
     parser.add_argument("--clickhouse-url", help="ClickHouse server URL [CLICKHOUSE_URL]")
     parser.add_argument("--chdb-path", help="embedded store directory [CHDB_PATH]")
+    parser.add_argument("--run-report", metavar="FILE",
+                        help="bounded runs: write wall and net runtime as JSON to FILE (for summaries)")
     return parser.parse_args(argv)
 
 
@@ -156,6 +159,7 @@ def build_pipeline(env, cfg: AppConfig) -> None:
 def main(argv: list[str] | None = None) -> int:
     level = os.environ.get("LOG_LEVEL", "INFO")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)  # import-time chatter
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         cfg = load_config(args)
@@ -163,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         log.error("configuration error: %s", error)
         return 2
-    logging.getLogger().setLevel(level)  # PyFlink's environment lowers the root logger to WARNING
-    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    # PyFlink lowers the root logger to WARNING when it starts the environment; our loggers keep theirs.
+    logging.getLogger("flink_jobs").setLevel(level)
     build_pipeline(env, cfg)
     log.info("starting %s: topic %s at %s, group %s, %s, parallelism %d, checkpoints every %d ms, store %s",
              JOB_NAME, cfg.kafka.topic, cfg.kafka.bootstrap_servers, cfg.kafka.group_id,
@@ -173,8 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     result = env.execute(JOB_NAME)
     if cfg.job.bounded:
-        log.info("job finished: %.1f s wall, %.1f s net runtime (job id %s)", time.monotonic() - started,
-                 result.get_net_runtime() / 1000.0, result.get_job_id())
+        report = {"job_id": str(result.get_job_id()), "wall_seconds": round(time.monotonic() - started, 3),
+                  "net_runtime_seconds": result.get_net_runtime() / 1000.0}
+        log.info("job finished: %.1f s wall, %.1f s net runtime (job id %s)", report["wall_seconds"],
+                 report["net_runtime_seconds"], report["job_id"])
+        if args.run_report:
+            with open(args.run_report, "w", encoding="utf-8") as handle:
+                json.dump(report, handle)
     return 0
 
 

@@ -172,6 +172,7 @@ class StoreSink(KeyedProcessFunction):
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         self.timer_pending = False
         self._flush_all()
+        yield from ()  # PyFlink iterates what on_timer returns; the sink emits nothing
 
     def close(self):
         if getattr(self, "store", None) is not None:

@@ -69,6 +69,13 @@ def schema_statements() -> list[tuple[str, str]]:
     return statements
 
 
+def named_query(name: str) -> str:
+    """The text of sql/queries/<name>.sql, the ad-hoc queries shared by the CLI, docs and tests."""
+    path = os.path.join(SQL_DIR, "queries", f"{name}.sql")
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
 def to_arrow(table: str, rows: Sequence[tuple]) -> pa.Table:
     """Rows (tuples in TABLE_COLUMNS order) -> a typed Arrow table."""
     columns = TABLE_COLUMNS[table]
@@ -105,6 +112,9 @@ class Store:
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict]:
         """Runs a SELECT with {name:Type} parameters; returns rows as dicts."""
         raise NotImplementedError
+
+    def run_named(self, name: str, params: Mapping[str, Any] | None = None) -> list[dict]:
+        return self.query(named_query(name), params)
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None):
         rows = self.query(sql, params)

@@ -4,7 +4,7 @@
 PROJECT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 RUN_DIR="${RUN_DIR:-$PROJECT_DIR/.run}"
 VENV_DIR="${VENV_DIR:-$PROJECT_DIR/.venv}"
-LIB_DIR="$RUN_DIR/lib"
+LIB_DIR="${LIB_DIR:-$RUN_DIR/lib}"
 
 log() { printf '%s [%s] %s\n' "$(date -u +%H:%M:%S)" "${COMPONENT:-stack}" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
