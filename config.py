@@ -17,6 +17,7 @@ from typing import Mapping
 
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
 RUN_DIR = os.environ.get("RUN_DIR", os.path.join(PROJECT_DIR, ".run"))
+LIB_DIR = os.environ.get("LIB_DIR", os.path.join(RUN_DIR, "lib"))  # jars fetched by deploy/local/setup.sh
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")
 DEFAULT_THRESHOLDS = "BTCUSDT=3.5,ETHUSDT=3.5,BNBUSDT=4.0,SOLUSDT=3.0,XRPUSDT=3.5"
@@ -106,7 +107,7 @@ class JobConfig:
     bounded: bool = setting(
         "JOB_BOUNDED", False, "Stop at the topic's end offsets seen at start (replays, tests, backtests)")
     connector_jars: str = setting(
-        "FLINK_CONNECTOR_JARS", os.path.join(RUN_DIR, "lib", "flink"),
+        "FLINK_CONNECTOR_JARS", os.path.join(LIB_DIR, "flink"),
         "Directory (or ';'-separated files) of the Flink Kafka connector jars; empty when they are on "
         "Flink's classpath already")
 
@@ -224,7 +225,8 @@ def describe() -> str:
                 default = ",".join(default)
             if isinstance(default, str) and default.startswith(PROJECT_DIR):
                 default = "<project>" + default[len(PROJECT_DIR):]
-            lines.append(f"| `{f.metadata['env']}` | `{default}` | {f.metadata['help']} |")
+            shown = f"`{default}`" if default != "" else "(empty)"
+            lines.append(f"| `{f.metadata['env']}` | {shown} | {f.metadata['help']} |")
     return "\n".join(lines)
 
 

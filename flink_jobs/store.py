@@ -136,6 +136,23 @@ class Store:
         self.close()
 
 
+def _locked_by_another_process(chdb_path: str) -> bool:
+    """ClickHouse holds an exclusive flock on <path>/status while a server owns the directory;
+    chDB's own error only says the embedded server failed to start."""
+    import fcntl
+
+    try:
+        with open(os.path.join(chdb_path, "status"), "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except FileNotFoundError:
+        pass
+    return False
+
+
 class ChdbStore(Store):
     def __init__(self, config: StoreConfig):
         super().__init__(config)
@@ -145,7 +162,7 @@ class ChdbStore(Store):
         try:
             self._conn = chdb.connect(f"file:{config.chdb_path}")
         except RuntimeError as error:
-            if "Cannot lock file" in str(error):
+            if _locked_by_another_process(config.chdb_path):
                 raise StoreError(
                     f"CHDB_PATH={config.chdb_path} is open in another process: an embedded store has "
                     f"one owner at a time. Wait for that process (a running job?) to finish, or point "

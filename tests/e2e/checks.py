@@ -1,0 +1,39 @@
+"""Assertions on what a job run left in the store, shared by the MiniCluster and cluster tests."""
+from __future__ import annotations
+
+from config import load
+from flink_jobs.store import open_store
+
+from tests.e2e.planted import Expected
+
+
+def stored(chdb_path: str) -> dict:
+    with open_store(load({"CHDB_PATH": chdb_path}).store) as store:
+        return {
+            "trades": {r["symbol"]: r["n"] for r in store.query(
+                "SELECT symbol, count() AS n FROM trades FINAL GROUP BY symbol")},
+            "raw_trade_rows": store.scalar("SELECT count() FROM trades"),
+            "unique_trades": store.scalar("SELECT uniqExact(symbol, trade_id) FROM trades"),
+            "anomalies": {(r["symbol"], r["trade_id"]) for r in store.query(
+                "SELECT symbol, trade_id FROM anomalies FINAL WHERE method = 'zscore'")},
+            "anomaly_rows": store.scalar("SELECT count() FROM anomalies FINAL"),
+            "dead_letters": store.query("SELECT stage, reason, raw FROM dead_letters FINAL"),
+        }
+
+
+def assert_store_holds_exactly(result: dict, expected: Expected) -> None:
+    # Every valid trade exactly once.
+    assert result["trades"] == expected.trades
+    assert result["unique_trades"] == sum(expected.trades.values())
+    # The planted spikes are detected, and the streaming job found exactly what the plain-Python
+    # reference finds on the same input.
+    assert expected.spikes <= result["anomalies"], f"missed spikes: {expected.spikes - result['anomalies']}"
+    assert result["anomalies"] == expected.anomalies
+    assert result["anomaly_rows"] == len(expected.anomalies)
+    # Every malformed message is a dead letter, whole, with its reason.
+    dead = result["dead_letters"]
+    assert len(dead) == len(expected.dead_letters)
+    for stage, reason, raw in expected.dead_letters:
+        matches = [d for d in dead if d["stage"] == stage and reason in d["reason"]
+                   and (raw is None or d["raw"] == raw)]
+        assert len(matches) == 1, f"dead letter ({stage}, {reason!r}) found {len(matches)} times in {dead}"

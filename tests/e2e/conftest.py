@@ -1,0 +1,72 @@
+"""End-to-end fixtures: the project's own scripts start a real Kafka broker (and a standalone
+Flink cluster) on test ports under .run/test-stack, and stop them when the session ends."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from tests.conftest import PROJECT_DIR
+
+TEST_RUN_DIR = os.path.join(PROJECT_DIR, ".run", "test-stack")
+STACK_ENV = {
+    "RUN_DIR": TEST_RUN_DIR,
+    "LIB_DIR": os.path.join(PROJECT_DIR, ".run", "lib"),
+    "KAFKA_PORT": os.environ.get("TEST_KAFKA_PORT", "19192"),
+    "KAFKA_CONTROLLER_PORT": os.environ.get("TEST_KAFKA_CONTROLLER_PORT", "19193"),
+    "FLINK_REST_PORT": os.environ.get("TEST_FLINK_REST_PORT", "18081"),
+}
+BOOTSTRAP = f"127.0.0.1:{STACK_ENV['KAFKA_PORT']}"
+JOB_TIMEOUT_S = 420
+
+
+def stack_env(**extra) -> dict:
+    env = dict(os.environ)
+    env.update(STACK_ENV)
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def script(name: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    path = os.path.join(PROJECT_DIR, "deploy", "local", name)
+    result = subprocess.run(["bash", path, *args], env=stack_env(), capture_output=True, text=True,
+                            timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError(f"{name} {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    script("kafka.sh", "start")
+    yield BOOTSTRAP
+    script("kafka.sh", "stop")
+
+
+@pytest.fixture(scope="session")
+def flink_cluster():
+    script("flink-cluster.sh", "start", timeout=240)
+    yield f"localhost:{STACK_ENV['FLINK_REST_PORT']}"
+    script("flink-cluster.sh", "stop", timeout=120)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def run_python(args: list[str], env: dict, timeout: float = JOB_TIMEOUT_S) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, *args], cwd=PROJECT_DIR, env=env, capture_output=True,
+                            text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n"
+                             f"{result.stderr[-8000:]}")
+    return result
+
+
+def read_report(path: str) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)

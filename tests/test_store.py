@@ -1,0 +1,91 @@
+"""The store against the real embedded ClickHouse engine (chDB) and the shared sql/ files."""
+import multiprocessing
+
+import pytest
+
+from config import load
+from flink_jobs.store import TABLE_COLUMNS, ChdbStore, StoreError, open_store, schema_statements
+
+TRADE = ("ETHUSDT", 1206419187, 1675329600138, 1675329600140, 1666.8, 26.062, 43440.14, False,
+         0.0, 1666.7, 0.05, 2.0, 0.0, 0.0001, 0.5)
+
+
+@pytest.fixture
+def store(tmp_path):
+    cfg = load({"CHDB_PATH": str(tmp_path / "chdb")}).store
+    with open_store(cfg) as s:
+        s.apply_schema()
+        yield s
+
+
+def test_schema_applies_in_order_and_again_without_error(store):
+    names = [name for name, _ in schema_statements()]
+    assert names == sorted(names) and names[0].startswith("001_")
+    assert store.apply_schema() == len(names)
+
+
+@pytest.mark.parametrize("table", sorted(TABLE_COLUMNS))
+def test_the_job_row_layout_matches_the_ddl(store, table):
+    described = store.query(f"DESCRIBE TABLE {table}")
+    insertable = [r["name"] for r in described if r["default_type"] not in ("DEFAULT", "MATERIALIZED")]
+    assert [name for name, _ in TABLE_COLUMNS[table]] == insertable
+
+
+def test_tables_are_sorted_by_symbol_then_time_partitioned_by_day_and_replay_safe(store):
+    rows = {r["name"]: r for r in store.query(
+        "SELECT name, engine, sorting_key, partition_key FROM system.tables WHERE database = currentDatabase()")}
+    for table in ("trades", "anomalies"):
+        assert rows[table]["engine"] == "ReplacingMergeTree"
+        assert rows[table]["sorting_key"].startswith("symbol, trade_time")
+        assert rows[table]["partition_key"] == "toDate(trade_time)"
+    assert rows["dead_letters"]["engine"] == "ReplacingMergeTree"
+
+
+def test_writing_the_same_trades_twice_keeps_one_row_each(store):
+    batch = [TRADE, TRADE[:1] + (TRADE[1] + 1,) + TRADE[2:]]
+    store.insert("trades", batch)
+    store.insert("trades", batch)
+    assert store.scalar("SELECT count() FROM trades FINAL") == 2
+    store.query("OPTIMIZE TABLE trades FINAL")
+    assert store.scalar("SELECT count() FROM trades") == 2
+
+
+def test_values_round_trip_with_types_and_parameters(store):
+    store.insert("trades", [TRADE])
+    (row,) = store.query(
+        "SELECT symbol, trade_id, toUnixTimestamp64Milli(trade_time) AS t, price, is_buyer_maker "
+        "FROM trades WHERE symbol = {symbol:String}", {"symbol": "ETHUSDT"})
+    assert row == {"symbol": "ETHUSDT", "trade_id": 1206419187, "t": 1675329600138, "price": 1666.8,
+                   "is_buyer_maker": False}
+    # A hostile value is data, never SQL.
+    assert store.query("SELECT count() AS n FROM trades WHERE symbol = {symbol:String}",
+                       {"symbol": "x' OR 1=1 --"}) == [{"n": 0}]
+
+
+def test_identical_dead_letters_collapse_and_distinct_ones_stay(store):
+    row = ("parse", "malformed JSON: x", "{oops", "", -1, 1675329600000)
+    store.insert("dead_letters", [row, row[:5] + (1675329609999,), ("parse", "malformed JSON: y", "{other", "", -1, 1)])
+    assert store.scalar("SELECT count() FROM dead_letters FINAL") == 2
+
+
+def _hold_store(path, ready, release):
+    with ChdbStore(load({"CHDB_PATH": path}).store):
+        ready.set()
+        release.wait(30)
+
+
+def test_a_second_process_gets_a_clear_error_while_one_owns_the_embedded_store(tmp_path):
+    path = str(tmp_path / "owned")
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    owner = ctx.Process(target=_hold_store, args=(path, ready, release))
+    owner.start()
+    try:
+        assert ready.wait(60)
+        with pytest.raises(StoreError, match="CHDB_PATH=.*open in another process"):
+            ChdbStore(load({"CHDB_PATH": path}).store)
+    finally:
+        release.set()
+        owner.join(30)
+    with ChdbStore(load({"CHDB_PATH": path}).store) as reopened:
+        assert reopened.scalar("SELECT 1") == 1
