@@ -39,7 +39,12 @@ copy_jars() {
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
   log "fetching jars for $(basename "$(dirname "$pom")") from Maven Central into $dest"
   rm -rf "$dest"; mkdir -p "$dest"
-  mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies -DoutputDirectory="$dest" -DincludeScope=runtime
+  # --strict-checksums: a jar whose checksum does not match Maven Central's fails the set-up.
+  if ! mvn -B --strict-checksums -f "$pom" dependency:copy-dependencies \
+      -DoutputDirectory="$dest" -DincludeScope=runtime > "$dest.maven.log" 2>&1; then
+    tail -n 30 "$dest.maven.log" >&2
+    die "Maven could not fetch the jars of $pom (full log: $dest.maven.log)"
+  fi
   echo "$want" > "$stamp"
 }
 
