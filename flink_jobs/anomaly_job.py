@@ -80,6 +80,33 @@ def connector_jar_urls(setting: str) -> list[str]:
     return ["file://" + os.path.abspath(p) for p in paths]
 
 
+def package_python_files() -> str:
+    """config.py, the flink_jobs package and sql/ in one zip, for the Python workers.
+
+    Flink puts a shipped zip's root on the workers' sys.path, so `import flink_jobs.operators`
+    works wherever they run. A shipped directory is itself put on sys.path (only `import
+    operators` would work), which goes unnoticed as long as the workers' cwd is the project root.
+    The zip's root is the workers' PROJECT_DIR (config.py is there), so store.SQL_DIR needs sql/ in it.
+    """
+    import atexit
+    import tempfile
+    import zipfile
+
+    fd, path = tempfile.mkstemp(prefix="anomaly-job-", suffix=".zip")
+    os.close(fd)
+    atexit.register(lambda: os.path.exists(path) and os.remove(path))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(os.path.join(PROJECT_DIR, "config.py"), "config.py")
+        for top, suffix in (("flink_jobs", ".py"), ("sql", ".sql")):
+            for root, dirs, files in os.walk(os.path.join(PROJECT_DIR, top)):
+                dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+                for name in sorted(files):
+                    if name.endswith(suffix):
+                        full = os.path.join(root, name)
+                        zf.write(full, os.path.relpath(full, PROJECT_DIR))
+    return path
+
+
 def create_environment(cfg: AppConfig):
     from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
 
@@ -90,8 +117,7 @@ def create_environment(cfg: AppConfig):
     if jars:
         env.add_jars(*jars)
     # The Python workers import the job's modules from these shipped files, wherever they run.
-    env.add_python_file(os.path.join(PROJECT_DIR, "flink_jobs"))
-    env.add_python_file(os.path.join(PROJECT_DIR, "config.py"))
+    env.add_python_file(package_python_files())
     if "PYFLINK_GATEWAY_PORT" not in os.environ:
         # Local MiniCluster: workers use this interpreter (with its venv), not `python` from PATH.
         # Under `flink run` the gateway is set and -pyexec / python.executable decide.

@@ -6,7 +6,10 @@
 #                                                        # exits with flink run's status
 # Config (a copy of pyflink/conf), logs, pid files and temp files live in $RUN_DIR/flink.
 # Environment: FLINK_REST_PORT (8081), FLINK_RPC_PORT (6123), FLINK_TASK_SLOTS (2),
-# FLINK_JM_MEMORY (1g), FLINK_TM_MEMORY (2g), FLINK_START_TIMEOUT (60 s).
+# FLINK_JM_MEMORY (1g), FLINK_TM_MEMORY (2g), FLINK_JOB_SCRIPT (flink_jobs/anomaly_job.py),
+# FLINK_START_TIMEOUT (60 s), FLINK_RESTART_ATTEMPTS (3; the cluster's restart strategy for jobs
+# that set none: Flink's own default with checkpointing retries for ever, so a job that fails
+# deterministically would keep `submit` waiting for ever).
 # The job reads its own settings (SYMBOLS, CHDB_PATH, KAFKA_*, ...) from the environment of
 # `submit` (client side) and ships them to the operators; see `python config.py`.
 set -euo pipefail
@@ -19,10 +22,11 @@ FLINK_TASK_SLOTS="${FLINK_TASK_SLOTS:-2}"
 FLINK_JM_MEMORY="${FLINK_JM_MEMORY:-1g}"
 FLINK_TM_MEMORY="${FLINK_TM_MEMORY:-2g}"
 FLINK_START_TIMEOUT="${FLINK_START_TIMEOUT:-60}"
+FLINK_RESTART_ATTEMPTS="${FLINK_RESTART_ATTEMPTS:-3}"
 case "$RUN_DIR" in /*) ;; *) RUN_DIR="$PWD/$RUN_DIR" ;; esac   # the daemons run from $FLINK_DIR
 FLINK_DIR="$RUN_DIR/flink"
 PYTHON="$VENV_DIR/bin/python"
-JOB_SCRIPT="$PROJECT_DIR/flink_jobs/anomaly_job.py"
+JOB_SCRIPT="${FLINK_JOB_SCRIPT:-$PROJECT_DIR/flink_jobs/anomaly_job.py}"
 
 # Read by Flink's bin/config.sh: our own config copy, log and pid directories, pid file names.
 export FLINK_CONF_DIR="$FLINK_DIR/conf"
@@ -92,6 +96,9 @@ write_config() {
     "python.client.executable=$PYTHON" \
     "env.pid.dir=$FLINK_PID_DIR" \
     "env.log.dir=$FLINK_LOG_DIR" \
+    "restart-strategy.type=fixed-delay" \
+    "restart-strategy.fixed-delay.attempts=$FLINK_RESTART_ATTEMPTS" \
+    "restart-strategy.fixed-delay.delay=2 s" \
     "io.tmp.dirs=$FLINK_DIR/tmp" \
     "web.tmpdir=$FLINK_DIR/tmp/web" <<'PY'
 import sys
