@@ -13,7 +13,8 @@ from pyflink.common import Types
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
-from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
+from pyflink.datastream.time_domain import TimeDomain
 
 from config import DetectionConfig, StoreConfig
 from flink_jobs.detectors.base import Anomaly
@@ -24,6 +25,8 @@ from flink_jobs.trades import InvalidTrade, Trade, parse_trade
 log = logging.getLogger(__name__)
 
 DEAD_LETTERS = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
+# Event-time timers at this instant fire only on the final watermark of a bounded input.
+END_OF_INPUT = 2**63 - 1
 # Raw messages are kept whole up to this size; longer ones are cut and the cut is said in the reason.
 MAX_DEAD_LETTER_CHARS = 64 * 1024
 
@@ -137,11 +140,14 @@ def sink_key(record: tuple, parallelism: int) -> int:
 
 
 class StoreSink(KeyedProcessFunction):
-    """Buffers rows per table and inserts them in batches: when a table's buffer reaches
-    SINK_BATCH_SIZE, when a processing-time timer SINK_FLUSH_INTERVAL_MS after the first
-    buffered row fires, and when the operator closes at the end of a bounded input.
+    """Buffers rows and inserts them per table in batches: when the buffer reaches SINK_BATCH_SIZE,
+    when a processing-time timer SINK_FLUSH_INTERVAL_MS after the first buffered row fires, and
+    when the end-of-input watermark arrives (bounded runs).
 
-    Writes are idempotent (ReplacingMergeTree keys), so rows replayed after a restart collapse.
+    The buffer is Flink keyed list state, so it is part of every checkpoint: rows that had not
+    reached the store when a task failed are restored with the checkpoint and written then; rows
+    after the checkpoint come again from Kafka. Writes are idempotent (ReplacingMergeTree keys),
+    so a row written twice this way still counts once.
     """
 
     def __init__(self, store: StoreConfig):
@@ -152,43 +158,48 @@ class StoreSink(KeyedProcessFunction):
 
         self.store = open_store(self.store_config)
         self.store.apply_schema()
-        self.buffers: dict[str, list] = {}
+        self.buffer = runtime_context.get_list_state(
+            ListStateDescriptor("store_buffer", Types.PICKLED_BYTE_ARRAY()))
+        self.buffered = 0  # rows added since the last flush by this process (a restored buffer is
+        # flushed by its restored timer)
         self.timer_pending = False
+        self.end_timer_registered = False
         metrics = runtime_context.get_metrics_group()
         self.rows_written = metrics.counter("rows_written")
         self.batches_written = metrics.counter("batches_written")
 
     def process_element(self, record, ctx: KeyedProcessFunction.Context):
-        table, row = record
-        buffer = self.buffers.setdefault(table, [])
-        buffer.append(row)
-        if len(buffer) >= self.store_config.batch_size:
-            self._flush(table)
+        self.buffer.add(record)
+        self.buffered += 1
+        timers = ctx.timer_service()
+        if not self.end_timer_registered:
+            timers.register_event_time_timer(END_OF_INPUT)
+            self.end_timer_registered = True
+        if self.buffered >= self.store_config.batch_size:
+            self._flush()
         elif not self.timer_pending:
-            now = ctx.timer_service().current_processing_time()
-            ctx.timer_service().register_processing_time_timer(now + self.store_config.flush_interval_ms)
+            timers.register_processing_time_timer(
+                timers.current_processing_time() + self.store_config.flush_interval_ms)
             self.timer_pending = True
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        self.timer_pending = False
-        self._flush_all()
+        if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
+            self.timer_pending = False
+        self._flush()
         yield from ()  # PyFlink iterates what on_timer returns; the sink emits nothing
 
     def close(self):
         if getattr(self, "store", None) is not None:
-            self._flush_all()
             self.store.close()
             self.store = None
 
-    def _flush_all(self):
-        for table in list(self.buffers):
-            self._flush(table)
-
-    def _flush(self, table: str):
-        rows = self.buffers.get(table)
-        if not rows:
-            return
-        self.store.insert(table, rows)
-        self.rows_written.inc(len(rows))
-        self.batches_written.inc()
-        self.buffers[table] = []
+    def _flush(self):
+        by_table: dict[str, list] = {}
+        for table, row in self.buffer.get() or ():
+            by_table.setdefault(table, []).append(row)
+        for table, rows in by_table.items():
+            self.store.insert(table, rows)
+            self.rows_written.inc(len(rows))
+            self.batches_written.inc()
+        self.buffer.clear()
+        self.buffered = 0

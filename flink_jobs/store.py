@@ -100,6 +100,8 @@ class Store:
         """Creates the database and applies sql/ in order; safe to repeat. Returns statements run."""
         self._command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
         statements = schema_statements()
+        if not statements:
+            raise StoreError(f"no schema files in {SQL_DIR}: the job must ship sql/ with its Python files")
         for name, statement in statements:
             log.debug("applying %s", name)
             self._command(statement)

@@ -1,0 +1,30 @@
+"""The same job submitted with `flink run` to a real standalone Flink cluster, same assertions."""
+import os
+import subprocess
+
+import pytest
+
+from tests.conftest import PROJECT_DIR
+from tests.e2e import planted
+from tests.e2e.checks import assert_store_holds_exactly, stored
+from tests.e2e.conftest import BOOTSTRAP, JOB_TIMEOUT_S, run_python, stack_env, unique
+
+pytestmark = pytest.mark.e2e
+
+
+def test_flink_run_on_a_standalone_cluster_stores_every_trade_once_and_detects_the_spikes(
+        kafka_broker, flink_cluster, tmp_path):
+    expected = planted.build(str(tmp_path / "planted.jsonl"))
+    topic, chdb_path = unique("e2e-cluster"), str(tmp_path / "chdb")
+    env = stack_env(KAFKA_BOOTSTRAP_SERVERS=BOOTSTRAP, KAFKA_TOPIC=topic, CHDB_PATH=chdb_path,
+                    SINK_BATCH_SIZE=700, **planted.JOB_ENV)
+    run_python(["-m", "producer", "replay", str(tmp_path / "planted.jsonl"), "--create-topic"], env)
+
+    submit = subprocess.run(
+        ["bash", os.path.join(PROJECT_DIR, "deploy", "local", "flink-cluster.sh"), "submit",
+         "--bounded", "--group-id", unique("g")],
+        env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
+    assert submit.returncode == 0, f"flink run failed:\n{submit.stdout[-4000:]}\n{submit.stderr[-6000:]}"
+    assert "Job has been submitted with JobID" in submit.stdout + submit.stderr
+
+    assert_store_holds_exactly(stored(chdb_path), expected)
