@@ -182,10 +182,20 @@ def build_pipeline(env, cfg: AppConfig) -> None:
      .set_parallelism(sink_parallelism))
 
 
-def main(argv: list[str] | None = None) -> int:
-    level = os.environ.get("LOG_LEVEL", "INFO")
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def configure_logging(level: str) -> None:
+    """The job's own loggers get their own handler: PyFlink lowers the root logger to WARNING when
+    the environment starts, and Beam replaces the root handlers while a local job runs."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    job_logger = logging.getLogger("flink_jobs")
+    job_logger.addHandler(handler)
+    job_logger.setLevel(level)
+    job_logger.propagate = False
     logging.getLogger("apache_beam").setLevel(logging.WARNING)  # import-time chatter
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         cfg = load_config(args)
@@ -193,8 +203,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         log.error("configuration error: %s", error)
         return 2
-    # PyFlink lowers the root logger to WARNING when it starts the environment; our loggers keep theirs.
-    logging.getLogger("flink_jobs").setLevel(level)
     build_pipeline(env, cfg)
     log.info("starting %s: topic %s at %s, group %s, %s, parallelism %d, checkpoints every %d ms, store %s",
              JOB_NAME, cfg.kafka.topic, cfg.kafka.bootstrap_servers, cfg.kafka.group_id,
