@@ -58,7 +58,11 @@ alive_pids() {
 }
 our_pids() { alive_pids "$JM_PIDFILE"; alive_pids "$TM_PIDFILE"; }
 
-overview() { curl -fsS --max-time 3 "http://localhost:$FLINK_REST_PORT/overview" 2>/dev/null; }
+# The REST overview as JSON (Python rather than curl: the venv is the one thing sure to be here).
+overview() {
+  "$PYTHON" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())' \
+    "http://localhost:$FLINK_REST_PORT/overview" 2>/dev/null
+}
 taskmanager_count() { overview | sed -n 's/.*"taskmanagers":\([0-9]*\).*/\1/p'; }
 healthy() { local n; n=$(taskmanager_count) && [ "${n:-0}" -ge 1 ]; }
 
