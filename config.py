@@ -21,6 +21,7 @@ LIB_DIR = os.environ.get("LIB_DIR", os.path.join(RUN_DIR, "lib"))  # jars fetche
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")
 DEFAULT_THRESHOLDS = "BTCUSDT=3.5,ETHUSDT=3.5,BNBUSDT=4.0,SOLUSDT=3.0,XRPUSDT=3.5"
+METHODS = ("zscore", "iforest", "combined")
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,30}$")
 
 
@@ -64,14 +65,33 @@ class DetectionConfig:
     min_history: int = setting(
         "MIN_HISTORY", 50, "Trades a symbol needs before it can raise an anomaly", minimum=2, maximum=1_000_000)
     cooldown_seconds: float = setting(
-        "COOLDOWN_SECONDS", 60.0, "Event-time seconds after an anomaly during which a symbol raises no other",
+        "COOLDOWN_SECONDS", 60.0,
+        "Event-time seconds after an anomaly during which the same symbol and method raise no other",
         minimum=0.0, maximum=86400.0)
+    methods: tuple = setting(
+        "DETECTION_METHODS", ("zscore", "iforest", "combined"),
+        "Methods that raise anomalies: zscore, iforest, combined (both agree)")
+    model_registry: str = setting(
+        "MODEL_REGISTRY", os.path.join(RUN_DIR, "models"), "Folder of the versioned Isolation Forest models")
+    model_version: str = setting(
+        "MODEL_VERSION", "latest", "Model version to score with; 'latest' follows the registry (hot swap)")
+    model_poll_seconds: float = setting(
+        "MODEL_POLL_SECONDS", 10.0, "How often a running job looks for a new latest model",
+        minimum=0.5, maximum=86400.0)
+    iforest_batch_size: int = setting(
+        "IFOREST_BATCH_SIZE", 512, "Trades per ONNX call (micro-batch per subtask)", minimum=1, maximum=100_000)
+    iforest_batch_ms: int = setting(
+        "IFOREST_BATCH_MS", 5, "Longest a trade waits for its micro-batch to fill", minimum=1, maximum=10_000)
 
     def threshold_for(self, symbol: str) -> float:
         return dict(self.zscore_thresholds).get(symbol, self.default_zscore_threshold)
 
     def accepts(self, symbol: str) -> bool:
         return "*" in self.symbols or symbol in self.symbols
+
+    @property
+    def needs_model(self) -> bool:
+        return any(m in self.methods for m in ("iforest", "combined"))
 
 
 @dataclass(frozen=True)
@@ -198,9 +218,14 @@ def _validate_detection(d: DetectionConfig) -> DetectionConfig:
     for s in symbols:
         if s != "*" and not SYMBOL_PATTERN.match(s):
             raise ConfigError(f"SYMBOLS: {s!r} is not a symbol (letters and digits, 2 to 30 of them)")
+    methods = tuple(m.lower() for m in d.methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if not methods or unknown:
+        raise ConfigError(f"DETECTION_METHODS: {','.join(unknown) or 'nothing'} is not one of {', '.join(METHODS)}")
     if d.min_history > d.window_size:
         raise ConfigError(f"MIN_HISTORY={d.min_history}: must not exceed ROLLING_WINDOW={d.window_size}")
-    return dataclasses.replace(d, symbols=symbols, zscore_thresholds=_parse_thresholds(d.zscore_thresholds))
+    return dataclasses.replace(d, symbols=symbols, methods=methods,
+                               zscore_thresholds=_parse_thresholds(d.zscore_thresholds))
 
 
 def load(environ: Mapping[str, str] | None = None, **overrides: Mapping[str, object]) -> AppConfig:

@@ -3,7 +3,9 @@
     Kafka source (raw JSON strings)
       -> ParseTrades            invalid messages -> dead letters (side output)
       -> event-time watermarks  (trade time, bounded out-of-orderness)
-      -> key_by(symbol) -> DetectAnomalies   keyed state: rolling statistics, cooldown
+      -> key_by(symbol) -> ScoreTrades     keyed state: rolling features; z-score and ONNX Isolation
+                                           Forest in micro-batches per subtask
+         candidates -> key_by(symbol) -> ApplyCooldown   per symbol and method
       -> union(dead letters) -> StoreSink    batched, idempotent inserts into trades/anomalies/dead_letters
 
 Runs in a local MiniCluster:    python flink_jobs/anomaly_job.py --bounded
@@ -97,7 +99,7 @@ def package_python_files() -> str:
     atexit.register(lambda: os.path.exists(path) and os.remove(path))
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.write(os.path.join(PROJECT_DIR, "config.py"), "config.py")
-        for top, suffix in (("flink_jobs", ".py"), ("sql", ".sql")):
+        for top, suffix in (("flink_jobs", ".py"), ("models", ".py"), ("sql", ".sql")):
             for root, dirs, files in os.walk(os.path.join(PROJECT_DIR, top)):
                 dirs[:] = sorted(d for d in dirs if d != "__pycache__")
                 for name in sorted(files):
@@ -105,6 +107,21 @@ def package_python_files() -> str:
                         full = os.path.join(root, name)
                         zf.write(full, os.path.relpath(full, PROJECT_DIR))
     return path
+
+
+def check_model(cfg: AppConfig) -> None:
+    """Methods iforest and combined need a model: fail before submitting, not in the workers."""
+    if not cfg.detection.needs_model:
+        return
+    from models.registry import RegistryError, load
+
+    try:
+        model = load(cfg.detection.model_registry, cfg.detection.model_version)
+    except RegistryError as error:
+        raise ConfigError(f"MODEL_REGISTRY={cfg.detection.model_registry}: {error} "
+                          f"(or set DETECTION_METHODS=zscore)") from None
+    log.info("scoring with model %s from %s%s", model.version, cfg.detection.model_registry,
+             " (following LATEST)" if cfg.detection.model_version == "latest" else "")
 
 
 def create_environment(cfg: AppConfig):
@@ -162,8 +179,8 @@ def kafka_source(cfg: AppConfig):
 def build_pipeline(env, cfg: AppConfig) -> None:
     from pyflink.common import Duration, WatermarkStrategy
 
-    from flink_jobs.operators import (DEAD_LETTERS, DetectAnomalies, ParseTrades, StoreSink,
-                                      TradeTimeAssigner, sink_key)
+    from flink_jobs.operators import (CANDIDATES, DEAD_LETTERS, ApplyCooldown, ParseTrades, ScoreTrades,
+                                      StoreSink, TradeTimeAssigner, sink_key)
 
     raw = env.from_source(kafka_source(cfg), WatermarkStrategy.no_watermarks(), "kafka-trades")
     parsed = raw.process(ParseTrades(cfg.detection)).name("parse-trades")
@@ -171,12 +188,15 @@ def build_pipeline(env, cfg: AppConfig) -> None:
     watermarks = (WatermarkStrategy
                   .for_bounded_out_of_orderness(Duration.of_millis(cfg.job.max_out_of_orderness_ms))
                   .with_timestamp_assigner(TradeTimeAssigner()))
-    detected = (parsed.assign_timestamps_and_watermarks(watermarks).name("trade-time-watermarks")
-                .key_by(lambda trade: trade.symbol)
-                .process(DetectAnomalies(cfg.detection)).name("detect-anomalies"))
+    scored = (parsed.assign_timestamps_and_watermarks(watermarks).name("trade-time-watermarks")
+              .key_by(lambda trade: trade.symbol)
+              .process(ScoreTrades(cfg.detection)).name("features-and-scoring"))
+    anomalies = (scored.get_side_output(CANDIDATES)
+                 .key_by(lambda anomaly: anomaly.trade.symbol)
+                 .process(ApplyCooldown(cfg.detection)).name("cooldown"))
     # chDB allows one owner per directory, so the embedded store gets one writer; a server scales out.
     sink_parallelism = 1 if cfg.store.backend == "chdb" else cfg.job.parallelism
-    (detected.union(dead_letters)
+    (scored.union(anomalies, dead_letters)
      .key_by(lambda record: sink_key(record, sink_parallelism))
      .process(StoreSink(cfg.store)).name(f"store-sink-{cfg.store.backend}")
      .set_parallelism(sink_parallelism))
@@ -199,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         cfg = load_config(args)
+        check_model(cfg)
         env = create_environment(cfg)
     except ConfigError as error:
         log.error("configuration error: %s", error)

@@ -1,7 +1,8 @@
 """Flink glue: state, timers, side outputs and metrics around the plain-Python logic.
 
-Records between operators are pickled Python objects: Trade tuples after parsing, then
-("table", row) pairs addressed to the store, where row follows store.TABLE_COLUMNS[table].
+Records between operators are pickled Python objects: Trade tuples after parsing, Anomaly tuples
+between scoring and cooldown, and ("table", row) pairs addressed to the store, where row follows
+store.TABLE_COLUMNS[table].
 """
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, 
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 from pyflink.datastream.time_domain import TimeDomain
 
+import numpy as np
+
 from config import DetectionConfig, StoreConfig
 from flink_jobs.detectors.base import Anomaly
+from flink_jobs.detectors.methods import Cooldown, fired_methods, make_anomaly
 from flink_jobs.detectors.zscore import ZScoreDetector
 from flink_jobs.features.symbol_state import SymbolState, TradeFeatures, observe
 from flink_jobs.trades import InvalidTrade, Trade, parse_trade
@@ -25,6 +29,7 @@ from flink_jobs.trades import InvalidTrade, Trade, parse_trade
 log = logging.getLogger(__name__)
 
 DEAD_LETTERS = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
+CANDIDATES = OutputTag("anomaly-candidates", Types.PICKLED_BYTE_ARRAY())
 # Event-time timers at this instant fire only on the final watermark of a bounded input.
 END_OF_INPUT = 2**63 - 1
 # Raw messages are kept whole up to this size; longer ones are cut and the cut is said in the reason.
@@ -41,15 +46,18 @@ def dead_letter(stage: str, reason: str, raw, symbol: str = "", trade_id: int = 
     return "dead_letters", (stage, reason, raw, symbol, trade_id, int(time.time() * 1000))
 
 
-def trade_row(trade: Trade, f: TradeFeatures) -> tuple:
+def trade_row(trade: Trade, f: TradeFeatures, if_score: float, model_version: str) -> tuple:
     return ("trades", (trade.symbol, trade.trade_id, trade.trade_time_ms, trade.event_time_ms, trade.price,
                        trade.qty, trade.price * trade.qty, trade.is_buyer_maker, f.log_return, f.price_mean,
-                       f.price_std, f.z_price, f.return_mean, f.return_std, f.z_return))
+                       f.price_std, f.z_price, f.return_mean, f.return_std, f.z_return, if_score, model_version))
 
 
 def anomaly_row(a: Anomaly) -> tuple:
-    return ("anomalies", (a.symbol, a.trade_id, a.trade_time_ms, a.method, a.price, a.score, a.threshold,
-                          a.severity, a.reason, a.z_price, a.z_return, a.log_return))
+    t, f = a.trade, a.features
+    return ("anomalies", (t.symbol, t.trade_id, t.trade_time_ms, a.method, t.price, a.score, a.threshold,
+                          a.severity, a.reason, f.z_price, f.z_return, f.log_return, a.if_score, a.model_version,
+                          f.robust_z_return, f.price_change_pct, f.time_gap_sec, f.vwap_deviation_pct,
+                          f.volume_spike_ratio, f.price_velocity_pct_s, f.trade_rate_burst, f.buy_sell_imbalance))
 
 
 class _SampledLog:
@@ -97,11 +105,14 @@ class TradeTimeAssigner(TimestampAssigner):
         return value.trade_time_ms
 
 
-class DetectAnomalies(KeyedProcessFunction):
-    """Per symbol: rolling statistics in keyed state, z-score detection with cooldown.
+class ScoreTrades(KeyedProcessFunction):
+    """Per symbol: features from keyed state; then, per subtask, the methods in micro-batches.
 
-    Emits ("trades", row) for every new trade, ("anomalies", row) for each anomaly, and
-    ("dead_letters", row) for a trade id at or below the last one seen (a repeat).
+    Features are computed and the symbol's state updated as each trade arrives. The trade then
+    waits in a micro-batch shared by all symbols of the subtask, scored by one ONNX call when it
+    holds IFOREST_BATCH_SIZE trades, IFOREST_BATCH_MS after its first trade, or at the end of a
+    bounded input. Emits ("trades", row) for every new trade, and method candidates (before
+    cooldown) to the CANDIDATES side output; a repeated trade id is a ("dead_letters", row).
     """
 
     def __init__(self, detection: DetectionConfig):
@@ -110,10 +121,19 @@ class DetectAnomalies(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext):
         self.symbol_state = runtime_context.get_state(
             ValueStateDescriptor("symbol_state", Types.PICKLED_BYTE_ARRAY()))
-        self.detector = ZScoreDetector(self.detection)
+        self.zscore = ZScoreDetector(self.detection)
+        self.models = None
+        if self.detection.needs_model:
+            from models.registry import ModelWatcher
+
+            self.models = ModelWatcher(self.detection.model_registry, self.detection.model_version,
+                                       self.detection.model_poll_seconds)
+        self.pending: list = []
+        self.timer_pending = False
+        self.end_timer_registered = False
         metrics = runtime_context.get_metrics_group()
-        self.anomalies = metrics.counter("anomalies")
         self.repeats = metrics.counter("repeated_trades")
+        self.batches = metrics.counter("scoring_batches")
 
     def process_element(self, trade: Trade, ctx: KeyedProcessFunction.Context):
         state = self.symbol_state.value() or SymbolState(self.detection.window_size)
@@ -123,13 +143,66 @@ class DetectAnomalies(KeyedProcessFunction):
             yield dead_letter("detect", reason, repr(tuple(trade)), trade.symbol, trade.trade_id)
             return
         features = observe(state, trade)
-        anomaly = self.detector.check(trade, features, state)
         self.symbol_state.update(state)
-        yield trade_row(trade, features)
-        if anomaly is not None:
-            self.anomalies.inc()
-            log.info("anomaly %s trade %d: %s", anomaly.symbol, anomaly.trade_id, anomaly.reason)
-            yield anomaly_row(anomaly)
+        self.pending.append((trade, features))
+        if self.models is None or len(self.pending) >= self.detection.iforest_batch_size:
+            yield from self._flush()
+            return
+        timers = ctx.timer_service()
+        if not self.end_timer_registered:
+            timers.register_event_time_timer(END_OF_INPUT)
+            self.end_timer_registered = True
+        if not self.timer_pending:
+            timers.register_processing_time_timer(
+                timers.current_processing_time() + self.detection.iforest_batch_ms)
+            self.timer_pending = True
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
+            self.timer_pending = False
+        yield from self._flush()
+
+    def _flush(self):
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        if self.models is not None:
+            model = self.models.current()
+            scores, labels = model.score(np.array([f.vector() for _, f in batch], dtype=np.float32))
+            version = model.version
+            self.batches.inc()
+        else:
+            scores, labels, version = np.full(len(batch), np.nan), np.ones(len(batch)), ""
+        for (trade, features), if_score, label in zip(batch, scores.tolist(), labels.tolist()):
+            yield trade_row(trade, features, if_score, version)
+            fired = fired_methods(self.detection.methods, self.zscore.fires(trade.symbol, features),
+                                  label == -1 and features.history >= self.detection.min_history)
+            for method in fired:
+                yield CANDIDATES, make_anomaly(method, trade, features, self.zscore, if_score, version)
+
+
+class ApplyCooldown(KeyedProcessFunction):
+    """Per symbol and method: lets an anomaly through unless the same method raised one for the
+    symbol less than COOLDOWN_SECONDS of event time before. Only candidates reach this operator."""
+
+    def __init__(self, detection: DetectionConfig):
+        self.detection = detection
+
+    def open(self, runtime_context: RuntimeContext):
+        self.last_by_method = runtime_context.get_state(
+            ValueStateDescriptor("last_anomaly_ms", Types.PICKLED_BYTE_ARRAY()))
+        self.cooldown = Cooldown(self.detection.cooldown_seconds)
+        self.raised = runtime_context.get_metrics_group().counter("anomalies")
+
+    def process_element(self, anomaly: Anomaly, ctx: KeyedProcessFunction.Context):
+        last = self.last_by_method.value() or {}
+        if not self.cooldown.allow(last, anomaly.method, anomaly.trade.trade_time_ms):
+            return
+        self.last_by_method.update(last)
+        self.raised.inc()
+        log.info("anomaly %s %s trade %d: %s", anomaly.method, anomaly.trade.symbol, anomaly.trade.trade_id,
+                 anomaly.reason)
+        yield anomaly_row(anomaly)
 
 
 def sink_key(record: tuple, parallelism: int) -> int:

@@ -7,7 +7,7 @@ from config import load
 from flink_jobs.store import TABLE_COLUMNS, ChdbStore, StoreError, open_store, schema_statements
 
 TRADE = ("ETHUSDT", 1206419187, 1675329600138, 1675329600140, 1666.8, 26.062, 43440.14, False,
-         0.0, 1666.7, 0.05, 2.0, 0.0, 0.0001, 0.5)
+         0.0, 1666.7, 0.05, 2.0, 0.0, 0.0001, 0.5, -0.02, "20260101T000000Z")
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import re
 import pytest
 
 from config import load
-from flink_jobs.detectors.zscore import ZScoreDetector
+from flink_jobs.detectors.offline import detect
 from flink_jobs.features.symbol_state import SymbolState, observe
 from flink_jobs.trades import Trade
 
@@ -12,6 +12,7 @@ from tests.conftest import read_sample_trades
 
 
 def detection(**env):
+    env.setdefault("detection_methods", "zscore")
     return load({k.upper(): str(v) for k, v in env.items()}).detection
 
 
@@ -21,13 +22,7 @@ def trades_from_prices(prices, symbol="ETHUSDT", start_ms=1675329600000, step_ms
 
 
 def run(trades, cfg):
-    detector, state, anomalies = ZScoreDetector(cfg), SymbolState(cfg.window_size), []
-    for trade in trades:
-        features = observe(state, trade)
-        anomaly = detector.check(trade, features, state)
-        if anomaly:
-            anomalies.append(anomaly)
-    return anomalies
+    return detect(trades, cfg)[1]
 
 
 def noisy_prices(n, seed=1, level=100.0):
@@ -42,7 +37,7 @@ def test_a_planted_spike_in_real_trades_is_detected_with_method_score_and_reason
     spike = 500
     trades[spike] = trades[spike]._replace(price=trades[spike].price * 1.01)
     anomalies = run(trades, detection())
-    hit = [a for a in anomalies if a.trade_id == trades[spike].trade_id]
+    hit = [a for a in anomalies if a.trade.trade_id == trades[spike].trade_id]
     assert len(hit) == 1
     assert hit[0].method == "zscore" and hit[0].score > 3.5 and hit[0].severity == "high"
     assert re.match(r"ETHUSDT moved \+0\.99\d% in one trade: return z-score \+\d+", hit[0].reason)
@@ -52,14 +47,14 @@ def test_no_anomaly_before_min_history():
     prices = noisy_prices(60)
     prices[30] *= 1.05
     assert run(trades_from_prices(prices), detection(min_history=50)) == []
-    assert [a.trade_id for a in run(trades_from_prices(prices), detection(min_history=20))] == [31]
+    assert [a.trade.trade_id for a in run(trades_from_prices(prices), detection(min_history=20))] == [31]
 
 
 def test_cooldown_suppresses_anomalies_for_the_same_symbol_within_the_window():
     prices = noisy_prices(400)
     for i in (100, 150, 300):  # trades 100 ms apart: 150 is 5 s after 100, 300 is 20 s after
         prices[i] *= 1.05
-    found = lambda cooldown: [a.trade_id - 1 for a in run(trades_from_prices(prices), detection(cooldown_seconds=cooldown))]
+    found = lambda cooldown: [a.trade.trade_id - 1 for a in run(trades_from_prices(prices), detection(cooldown_seconds=cooldown))]
     assert found(0)[:1] == [100] and {150, 300} <= set(found(0))
     assert 150 not in found(10) and {100, 300} <= set(found(10))
     assert found(60) == [100]
@@ -69,7 +64,7 @@ def test_per_symbol_threshold_decides():
     prices = noisy_prices(300, seed=3)
     prices[200] *= 1.0006  # about 4.2 standard deviations of this noise
     trades = trades_from_prices(prices, symbol="BNBUSDT")
-    flagged = lambda threshold: [a.trade_id for a in run(
+    flagged = lambda threshold: [a.trade.trade_id for a in run(
         trades, detection(zscore_thresholds=f"BNBUSDT={threshold}", cooldown_seconds=0))]
     assert 201 in flagged(3.0)
     assert 201 not in flagged(10)

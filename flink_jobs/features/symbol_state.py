@@ -1,40 +1,84 @@
 """Everything the job remembers about one symbol, and the features of a trade against it.
 
-One SymbolState per symbol lives in Flink keyed state; `observe` is the only place it changes.
-Features are always computed against the window *before* the trade joins it, so a spike cannot
-dampen its own z-score.
+One definition for streaming and training: the Flink job keeps one SymbolState per symbol in keyed
+state and calls `observe` per trade; `models/` replays historical trades through the same
+`observe` to build its feature matrix, so the two cannot drift apart.
+
+Features are computed against the windows *before* the trade joins them, so a spike cannot
+dampen its own score. FEATURE_NAMES is the order of the model's input columns.
 """
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import NamedTuple
 
 from flink_jobs.features.rolling import RollingStats
+from flink_jobs.features.windows import EventsInLast, Ewma, RollingMedian, RollingSum
 from flink_jobs.trades import Trade
+
+VWAP_WINDOW = 100          # trades in the VWAP the price is compared with
+VOLUME_WINDOW = 50         # trades in the median size a trade's size is compared with
+VELOCITY_WINDOW = 20       # trades back for the price velocity
+IMBALANCE_WINDOW = 50      # trades in the buy/sell imbalance
+RATE_SPAN_MS = 1000        # the trade rate is trades in the trailing second...
+RATE_BASELINE_ALPHA = 0.01  # ...against its own EWMA (about the last 100 trades)
+ROBUST_REFRESH = 50        # trades between recomputations of the return median and MAD
+MIN_VELOCITY_SPAN_S = 0.1  # a burst inside one millisecond is not an infinite velocity
+MAD_TO_STD = 1.4826        # MAD x this = standard deviation for normal data
+
+FEATURE_NAMES = (
+    "z_price", "z_return", "robust_z_return", "price_change_pct", "time_gap_sec",
+    "vwap_deviation_pct", "volume_spike_ratio", "price_velocity_pct_s", "trade_rate_burst",
+    "buy_sell_imbalance",
+)
 
 
 class TradeFeatures(NamedTuple):
-    log_return: float      # ln(price / previous price); 0 for a symbol's first trade
-    price_mean: float      # rolling mean of price over the window before this trade
+    z_price: float               # price against the rolling mean/std of the last N prices
+    z_return: float              # log return against the rolling mean/std of the last N returns
+    robust_z_return: float       # log return against the rolling median/MAD of the last N returns
+    price_change_pct: float      # % change from the previous trade
+    time_gap_sec: float          # seconds since the previous trade (0 for the first)
+    vwap_deviation_pct: float    # % away from the VWAP of the last 100 trades
+    volume_spike_ratio: float    # size / median size of the last 50 trades
+    price_velocity_pct_s: float  # % change over the last 20 trades per second they took
+    trade_rate_burst: float      # trades in the last second / its own EWMA baseline
+    buy_sell_imbalance: float    # (taker buy - taker sell) / total size, last 50 trades, in [-1, 1]
+    # context, stored with trades and anomalies
+    log_return: float
+    price_mean: float
     price_std: float
-    z_price: float
-    return_mean: float     # rolling mean of log returns over the window before this trade
+    return_mean: float
     return_std: float
-    z_return: float
-    history: int           # trades in the price window before this one
+    history: int                 # trades in the price window before this one
+
+    def vector(self) -> list[float]:
+        return list(self[:len(FEATURE_NAMES)])
 
 
 class SymbolState:
-    __slots__ = ("prices", "returns", "last_price", "last_trade_id", "last_trade_time_ms",
-                 "last_anomaly_time_ms", "trades_seen")
+    __slots__ = ("prices", "returns", "quote_volume", "base_volume", "sizes", "recent_prices",
+                 "rate", "rate_baseline", "signed_size", "abs_size", "return_median", "return_mad",
+                 "robust_age", "last_price", "last_trade_id", "last_trade_time_ms", "trades_seen")
 
     def __init__(self, window_size: int):
         self.prices = RollingStats(window_size)
         self.returns = RollingStats(window_size)
+        self.quote_volume = RollingSum(VWAP_WINDOW)
+        self.base_volume = RollingSum(VWAP_WINDOW)
+        self.sizes = RollingMedian(VOLUME_WINDOW)
+        self.recent_prices: deque = deque(maxlen=VELOCITY_WINDOW)  # (time ms, price)
+        self.rate = EventsInLast(RATE_SPAN_MS)
+        self.rate_baseline = Ewma(RATE_BASELINE_ALPHA)
+        self.signed_size = RollingSum(IMBALANCE_WINDOW)
+        self.abs_size = RollingSum(IMBALANCE_WINDOW)
+        self.return_median = 0.0
+        self.return_mad = 0.0
+        self.robust_age = ROBUST_REFRESH  # refresh on the first use
         self.last_price: float | None = None
         self.last_trade_id = -1
         self.last_trade_time_ms = 0
-        self.last_anomaly_time_ms: int | None = None
         self.trades_seen = 0
 
     def is_replay_of_seen_trade(self, trade: Trade) -> bool:
@@ -49,20 +93,82 @@ class SymbolState:
             setattr(self, name, value)
 
 
+def _robust_z(state: SymbolState, log_return: float) -> float:
+    """(r - median) / (1.4826 MAD) over the return window, refreshed every ROBUST_REFRESH trades.
+
+    Unlike the standard deviation, median and MAD are not inflated by the spikes we are looking
+    for, so an earlier spike in the window does not mask the next one. With tick-sized prices more
+    than half the returns are often exactly 0 and the MAD is 0; the mean absolute deviation
+    (scaled to a standard deviation) stands in then.
+    """
+    values = state.returns.values
+    if len(values) < 2:
+        return 0.0
+    if state.robust_age >= ROBUST_REFRESH:
+        ordered = sorted(values)
+        median = _median_of_sorted(ordered)
+        mad = _median_of_sorted(sorted(abs(v - median) for v in values))
+        if mad <= 0.0:
+            mad = sum(abs(v - median) for v in values) / len(values) * 1.2533 / MAD_TO_STD
+        state.return_median, state.return_mad, state.robust_age = median, mad, 0
+    state.robust_age += 1
+    scale = MAD_TO_STD * state.return_mad
+    return (log_return - state.return_median) / scale if scale > 1e-15 else 0.0
+
+
+def _median_of_sorted(ordered: list[float]) -> float:
+    n = len(ordered)
+    mid = n // 2
+    return ordered[mid] if n % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+
+
+def _velocity(state: SymbolState, trade: Trade) -> float:
+    window = state.recent_prices
+    if not window:
+        return 0.0
+    then_ms, then_price = window[0]
+    span_s = max((trade.trade_time_ms - then_ms) / 1000.0, MIN_VELOCITY_SPAN_S)
+    return (trade.price / then_price - 1.0) * 100.0 / span_s
+
+
 def observe(state: SymbolState, trade: Trade) -> TradeFeatures:
-    """Features of `trade` against the current window, then adds the trade to the window."""
-    price = trade.price
-    log_return = math.log(price / state.last_price) if state.last_price else 0.0
+    """Features of `trade` against the current windows, then adds the trade to them."""
+    price, qty = trade.price, trade.qty
+    first = state.last_price is None
+    log_return = 0.0 if first else math.log(price / state.last_price)
+    vwap = state.quote_volume.total / state.base_volume.total if state.base_volume.total > 0 else price
+    median_size = state.sizes.median
+    trades_last_second = state.rate.add(trade.trade_time_ms)
+    baseline = state.rate_baseline.value
+    signed = -qty if trade.is_buyer_maker else qty  # buyer is maker: the taker sold
+    state.signed_size.push(signed)
+    state.abs_size.push(qty)
+
     features = TradeFeatures(
-        log_return=log_return,
-        price_mean=state.prices.mean, price_std=state.prices.std, z_price=state.prices.zscore(price),
-        return_mean=state.returns.mean, return_std=state.returns.std,
+        z_price=state.prices.zscore(price),
         z_return=state.returns.zscore(log_return),
+        robust_z_return=_robust_z(state, log_return),
+        price_change_pct=0.0 if first else (price / state.last_price - 1.0) * 100.0,
+        time_gap_sec=0.0 if first else (trade.trade_time_ms - state.last_trade_time_ms) / 1000.0,
+        vwap_deviation_pct=(price / vwap - 1.0) * 100.0,
+        volume_spike_ratio=qty / median_size if median_size > 0 else 1.0,
+        price_velocity_pct_s=_velocity(state, trade),
+        trade_rate_burst=trades_last_second / baseline if baseline else 1.0,
+        buy_sell_imbalance=state.signed_size.total / state.abs_size.total if state.abs_size.total > 0 else 0.0,
+        log_return=log_return,
+        price_mean=state.prices.mean, price_std=state.prices.std,
+        return_mean=state.returns.mean, return_std=state.returns.std,
         history=len(state.prices),
     )
+
     state.prices.push(price)
-    if state.last_price is not None:
+    if not first:
         state.returns.push(log_return)
+    state.quote_volume.push(price * qty)
+    state.base_volume.push(qty)
+    state.sizes.push(qty)
+    state.recent_prices.append((trade.trade_time_ms, price))
+    state.rate_baseline.update(trades_last_second)
     state.last_price = price
     state.last_trade_id = trade.trade_id
     state.last_trade_time_ms = trade.trade_time_ms

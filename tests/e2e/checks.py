@@ -14,20 +14,25 @@ def stored(chdb_path: str) -> dict:
                 "SELECT symbol, count() AS n FROM trades FINAL GROUP BY symbol")},
             "raw_trade_rows": store.scalar("SELECT count() FROM trades"),
             "unique_trades": store.scalar("SELECT uniqExact(symbol, trade_id) FROM trades"),
-            "anomalies": {(r["symbol"], r["trade_id"]) for r in store.query(
-                "SELECT symbol, trade_id FROM anomalies FINAL WHERE method = 'zscore'")},
+            "anomalies": {(r["symbol"], r["trade_id"], r["method"]) for r in store.query(
+                "SELECT symbol, trade_id, method FROM anomalies FINAL")},
+            "model_versions": {r["model_version"] for r in store.query(
+                "SELECT DISTINCT model_version FROM trades FINAL")},
             "anomaly_rows": store.scalar("SELECT count() FROM anomalies FINAL"),
             "dead_letters": store.query("SELECT stage, reason, raw FROM dead_letters FINAL"),
         }
 
 
-def assert_store_holds_exactly(result: dict, expected: Expected) -> None:
+def assert_store_holds_exactly(result: dict, expected: Expected, model_version: str) -> None:
     # Every valid trade exactly once.
     assert result["trades"] == expected.trades
     assert result["unique_trades"] == sum(expected.trades.values())
-    # The planted spikes are detected, and the streaming job found exactly what the plain-Python
-    # reference finds on the same input.
-    assert expected.spikes <= result["anomalies"], f"missed spikes: {expected.spikes - result['anomalies']}"
+    assert result["model_versions"] == {model_version}
+    # The planted spikes are detected by the z-score method, and the streaming job found exactly
+    # what the plain-Python reference finds on the same input, method by method.
+    spikes = {(symbol, trade_id, "zscore") for symbol, trade_id in expected.spikes}
+    assert spikes <= result["anomalies"], f"missed spikes: {spikes - result['anomalies']}"
+    assert {"zscore", "iforest", "combined"} == {method for _, _, method in expected.anomalies}
     assert result["anomalies"] == expected.anomalies
     assert result["anomaly_rows"] == len(expected.anomalies)
     # Every malformed message is a dead letter, whole, with its reason.

@@ -54,6 +54,18 @@ def flink_cluster():
     script("flink-cluster.sh", "stop", timeout=120)
 
 
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory):
+    """A model trained with the project's command on the bundled real trades, in its own registry."""
+    from models.registry import load
+
+    from tests.conftest import sample_path
+    registry = str(tmp_path_factory.mktemp("registry"))
+    run_python(["-m", "models.train", sample_path("ETHUSDT-trades-2023-02-02.csv"),
+                sample_path("XRPETH-trades-2019-10-11.csv"), "--registry", registry], stack_env())
+    return load(registry)
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 

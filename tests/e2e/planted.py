@@ -6,8 +6,7 @@ import json
 from dataclasses import dataclass, field
 
 from config import load
-from flink_jobs.detectors.zscore import ZScoreDetector
-from flink_jobs.features.symbol_state import SymbolState, observe
+from flink_jobs.detectors.offline import detect
 from flink_jobs.trades import InvalidTrade, parse_trade
 from producer.sources import read_any
 
@@ -48,13 +47,14 @@ REPEAT_AFTER = ("ETHUSDT", 200, 100)  # after the 200th ETH trade, send the 100t
 @dataclass
 class Expected:
     trades: dict = field(default_factory=dict)           # symbol -> count
-    anomalies: set = field(default_factory=set)          # (symbol, trade_id)
+    anomalies: set = field(default_factory=set)          # (symbol, trade_id, method)
     spikes: set = field(default_factory=set)             # (symbol, trade_id)
     dead_letters: list = field(default_factory=list)     # (stage, reason fragment, raw)
 
 
-def build(path: str) -> Expected:
-    """Writes the planted input as JSON lines to `path`; returns what the job must store."""
+def build(path: str, model) -> Expected:
+    """Writes the planted input as JSON lines to `path`; returns what the job must store, as the
+    job's own detection code computes it without Flink (flink_jobs/detectors/offline.py)."""
     per_symbol = {
         "ETHUSDT": [json.loads(r.message) for r in read_any(sample_path("ETHUSDT-trades-2023-02-02.csv"))],
         "XRPETH": [json.loads(r.message) for r in read_any(sample_path("XRPETH-trades-2019-10-11.csv"))],
@@ -83,20 +83,16 @@ def build(path: str) -> Expected:
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
 
-    # The reference: the job's own modules over the same messages, per symbol in order.
     cfg = load(JOB_ENV).detection
-    detector, states = ZScoreDetector(cfg), {}
+    trades = []
     for line in lines:
         try:
-            trade = parse_trade(line, cfg.accepts)
+            trades.append(parse_trade(line, cfg.accepts))
         except InvalidTrade:
             continue
-        state = states.setdefault(trade.symbol, SymbolState(cfg.window_size))
-        if state.is_replay_of_seen_trade(trade):
-            continue
-        anomaly = detector.check(trade, observe(state, trade), state)
+    scored, anomalies = detect(trades, cfg, model)
+    for trade, _, _ in scored:
         expected.trades[trade.symbol] = expected.trades.get(trade.symbol, 0) + 1
-        if anomaly:
-            expected.anomalies.add((anomaly.symbol, anomaly.trade_id))
+    expected.anomalies = {(a.trade.symbol, a.trade.trade_id, a.method) for a in anomalies}
     assert len(expected.dead_letters) == len(MALFORMED) + 1
     return expected

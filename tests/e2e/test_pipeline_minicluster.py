@@ -11,11 +11,14 @@ pytestmark = pytest.mark.e2e
 
 
 def test_bounded_job_stores_every_trade_once_every_bad_message_as_dead_letter_and_detects_the_spikes(
-        kafka_broker, tmp_path):
-    expected = planted.build(str(tmp_path / "planted.jsonl"))
+        kafka_broker, trained_model, tmp_path):
+    from flink_jobs.detectors.iforest import OnnxIsolationForest
+    model = OnnxIsolationForest.from_file(trained_model.onnx_path, trained_model.version)
+    expected = planted.build(str(tmp_path / "planted.jsonl"), model)
     topic, chdb_path = unique("e2e-mini"), str(tmp_path / "chdb")
     env = stack_env(KAFKA_BOOTSTRAP_SERVERS=BOOTSTRAP, KAFKA_TOPIC=topic, CHDB_PATH=chdb_path,
-                    SINK_BATCH_SIZE=700, **planted.JOB_ENV)
+                    SINK_BATCH_SIZE=700, IFOREST_BATCH_SIZE=64,
+                    MODEL_REGISTRY=os.path.dirname(os.path.dirname(trained_model.onnx_path)), **planted.JOB_ENV)
     replay = run_python(["-m", "producer", "replay", str(tmp_path / "planted.jsonl"), "--create-topic"], env)
     assert "failed 0" in replay.stderr
 
@@ -23,14 +26,14 @@ def test_bounded_job_stores_every_trade_once_every_bad_message_as_dead_letter_an
     run_python(["flink_jobs/anomaly_job.py", "--bounded", "--group-id", unique("g"),
                 "--run-report", report_path], env)
     first = stored(chdb_path)
-    assert_store_holds_exactly(first, expected)
+    assert_store_holds_exactly(first, expected, trained_model.version)
     assert read_report(report_path)["net_runtime_seconds"] > 0
 
     # The same input again, from the start, into the same store: nothing is duplicated.
     run_python(["flink_jobs/anomaly_job.py", "--bounded", "--group-id", unique("g")], env)
     second = stored(chdb_path)
     assert second["raw_trade_rows"] >= first["unique_trades"]  # the rows were written again...
-    assert_store_holds_exactly(second, expected)               # ...and still count once each
+    assert_store_holds_exactly(second, expected, trained_model.version)               # ...and still count once each
 
 
 def test_job_refuses_bad_configuration_before_starting(tmp_path):

@@ -13,11 +13,14 @@ pytestmark = pytest.mark.e2e
 
 
 def test_flink_run_on_a_standalone_cluster_stores_every_trade_once_and_detects_the_spikes(
-        kafka_broker, flink_cluster, tmp_path):
-    expected = planted.build(str(tmp_path / "planted.jsonl"))
+        kafka_broker, flink_cluster, trained_model, tmp_path):
+    from flink_jobs.detectors.iforest import OnnxIsolationForest
+    model = OnnxIsolationForest.from_file(trained_model.onnx_path, trained_model.version)
+    expected = planted.build(str(tmp_path / "planted.jsonl"), model)
     topic, chdb_path = unique("e2e-cluster"), str(tmp_path / "chdb")
     env = stack_env(KAFKA_BOOTSTRAP_SERVERS=BOOTSTRAP, KAFKA_TOPIC=topic, CHDB_PATH=chdb_path,
-                    SINK_BATCH_SIZE=700, **planted.JOB_ENV)
+                    SINK_BATCH_SIZE=700, IFOREST_BATCH_SIZE=64,
+                    MODEL_REGISTRY=os.path.dirname(os.path.dirname(trained_model.onnx_path)), **planted.JOB_ENV)
     run_python(["-m", "producer", "replay", str(tmp_path / "planted.jsonl"), "--create-topic"], env)
 
     submit = subprocess.run(
@@ -27,4 +30,4 @@ def test_flink_run_on_a_standalone_cluster_stores_every_trade_once_and_detects_t
     assert submit.returncode == 0, f"flink run failed:\n{submit.stdout[-4000:]}\n{submit.stderr[-6000:]}"
     assert "Job has been submitted with JobID" in submit.stdout + submit.stderr
 
-    assert_store_holds_exactly(stored(chdb_path), expected)
+    assert_store_holds_exactly(stored(chdb_path), expected, trained_model.version)

@@ -1,0 +1,102 @@
+"""Small rolling structures over the last N trades (or the last T milliseconds), O(1) or O(N) with
+tiny N, picklable as plain tuples. RollingStats (rolling.py) covers mean and standard deviation."""
+from __future__ import annotations
+
+from collections import deque
+
+
+class RollingSum:
+    """Sum of the last N values; recomputed exactly every N updates so subtraction error cannot pile up."""
+    __slots__ = ("capacity", "values", "total", "updates")
+
+    def __init__(self, capacity: int):
+        self.capacity, self.values, self.total, self.updates = capacity, deque(maxlen=capacity), 0.0, 0
+
+    def push(self, x: float) -> None:
+        if len(self.values) == self.capacity:
+            self.total -= self.values[0]
+        self.values.append(x)
+        self.total += x
+        self.updates += 1
+        if self.updates >= self.capacity:
+            self.total, self.updates = float(sum(self.values)), 0
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getstate__(self):
+        return self.capacity, list(self.values), self.total, self.updates
+
+    def __setstate__(self, state):
+        self.capacity, values, self.total, self.updates = state
+        self.values = deque(values, maxlen=self.capacity)
+
+
+class RollingMedian:
+    """Median of the last N values (N small: the default volume window is 50)."""
+    __slots__ = ("values",)
+
+    def __init__(self, capacity: int):
+        self.values = deque(maxlen=capacity)
+
+    def push(self, x: float) -> None:
+        self.values.append(x)
+
+    @property
+    def median(self) -> float:
+        ordered = sorted(self.values)
+        n = len(ordered)
+        if n == 0:
+            return 0.0
+        mid = n // 2
+        return ordered[mid] if n % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getstate__(self):
+        return self.values.maxlen, list(self.values)
+
+    def __setstate__(self, state):
+        capacity, values = state
+        self.values = deque(values, maxlen=capacity)
+
+
+class EventsInLast:
+    """How many events fell in the trailing `span_ms` of event time (this one included)."""
+    __slots__ = ("span_ms", "times")
+
+    def __init__(self, span_ms: int):
+        self.span_ms, self.times = span_ms, deque()
+
+    def add(self, time_ms: int) -> int:
+        self.times.append(time_ms)
+        horizon = time_ms - self.span_ms
+        while self.times and self.times[0] <= horizon:
+            self.times.popleft()
+        return len(self.times)
+
+    def __getstate__(self):
+        return self.span_ms, list(self.times)
+
+    def __setstate__(self, state):
+        self.span_ms, times = state
+        self.times = deque(times)
+
+
+class Ewma:
+    """Exponentially weighted moving average; `value` is None until the first update."""
+    __slots__ = ("alpha", "value")
+
+    def __init__(self, alpha: float):
+        self.alpha, self.value = alpha, None
+
+    def update(self, x: float) -> float:
+        self.value = x if self.value is None else self.value + self.alpha * (x - self.value)
+        return self.value
+
+    def __getstate__(self):
+        return self.alpha, self.value
+
+    def __setstate__(self, state):
+        self.alpha, self.value = state

@@ -1,0 +1,1 @@
+"""Isolation Forest models: training from historical trades, ONNX export, the versioned registry."""
