@@ -1,0 +1,103 @@
+"""Training, ONNX parity with scikit-learn, the registry and the hot-swapping model watcher."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from flink_jobs.detectors.iforest import OnnxIsolationForest
+from flink_jobs.features.symbol_state import FEATURE_NAMES
+from models import registry
+from models.dataset import feature_matrix, trades_from_files
+from models.train import PARITY_TOLERANCE, ParityError, check_parity, fit, to_onnx_bytes, train
+
+from tests.conftest import sample_path
+
+SAMPLES = [sample_path("ETHUSDT-trades-2023-02-02.csv"), sample_path("XRPETH-trades-2019-10-11.csv")]
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    X, _, _ = feature_matrix(trades_from_files(SAMPLES), window_size=1000, min_history=50)
+    return X
+
+
+@pytest.fixture(scope="module")
+def fitted(matrix):
+    model = fit(matrix[:4000], contamination=0.01, n_estimators=100, seed=42)
+    return model, to_onnx_bytes(model, matrix.shape[1])
+
+
+def test_feature_matrix_has_one_column_per_feature_and_skips_short_history(matrix):
+    assert matrix.shape == (6000 - 2 * 50, len(FEATURE_NAMES))
+    assert matrix.dtype == np.float32 and np.isfinite(matrix).all()
+
+
+def test_onnx_gives_scikit_learns_labels_and_scores_on_held_out_real_rows(matrix, fitted):
+    model, onnx_bytes = fitted
+    held_out = matrix[4000:]
+    scores, labels = OnnxIsolationForest.from_bytes(onnx_bytes, "t").score(held_out)
+    np.testing.assert_array_equal(labels, model.predict(held_out))
+    assert np.max(np.abs(scores - model.decision_function(held_out))) <= PARITY_TOLERANCE
+    assert check_parity(model, onnx_bytes, held_out)["label_mismatches"] == 0
+
+
+def test_parity_check_rejects_a_model_that_differs(matrix, fitted):
+    model, _ = fitted
+    other = to_onnx_bytes(fit(matrix[:4000], contamination=0.2, n_estimators=10, seed=1), matrix.shape[1])
+    with pytest.raises(ParityError):
+        check_parity(model, other, matrix[4000:])
+
+
+def test_scores_do_not_depend_on_the_batch_they_are_scored_in(matrix, fitted):
+    scorer = OnnxIsolationForest.from_bytes(fitted[1], "t")
+    whole, _ = scorer.score(matrix[:600])
+    pieces = np.concatenate([scorer.score(matrix[i:min(i + 7, 600)])[0] for i in range(0, 600, 7)])
+    np.testing.assert_array_equal(whole, pieces)
+
+
+def test_training_registers_a_versioned_model_with_its_metadata(tmp_path):
+    published = train(SAMPLES, str(tmp_path), None, 0.01, 50, 42, 0.2, 1000, 50)
+    assert registry.latest_version(str(tmp_path)) == published.version
+    with open(os.path.join(tmp_path, published.version, "metadata.json")) as handle:
+        meta = json.load(handle)
+    assert meta["feature_names"] == list(FEATURE_NAMES)
+    assert meta["symbols"] == ["ETHUSDT", "XRPETH"]
+    assert meta["params"]["contamination"] == 0.01 and meta["params"]["random_state"] == 42
+    assert meta["metrics"]["parity"]["rows"] > 1000 and len(meta["sha256"]) == 64
+    assert meta["training_window"]["rows"] == int(0.8 * 5900)
+
+
+def test_registry_refuses_a_model_file_that_does_not_match_its_checksum(tmp_path, fitted):
+    published = registry.publish(str(tmp_path), fitted[1], {"feature_names": list(FEATURE_NAMES)})
+    with open(published.onnx_path, "ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(registry.RegistryError, match="sha256"):
+        registry.load(str(tmp_path))
+    with pytest.raises(registry.RegistryError, match="no model"):
+        registry.load(str(tmp_path / "empty"))
+
+
+def test_watcher_swaps_to_a_newly_published_latest_model_after_its_poll_interval(tmp_path, fitted, matrix):
+    clock = {"now": 0.0}
+    first = registry.publish(str(tmp_path), fitted[1], {}, version="20260101T000000Z")
+    watcher = registry.ModelWatcher(str(tmp_path), "latest", poll_seconds=10, clock=lambda: clock["now"])
+    assert watcher.current().version == first.version
+    other = to_onnx_bytes(fit(matrix[:2000], 0.05, 20, 7), matrix.shape[1])
+    second = registry.publish(str(tmp_path), other, {}, version="20260102T000000Z")
+    clock["now"] = 5.0
+    assert watcher.current().version == first.version      # not polled yet
+    clock["now"] = 10.0
+    assert watcher.current().version == second.version
+    # A broken newer version is refused and the current model stays.
+    os.makedirs(tmp_path / "20260103T000000Z")
+    (tmp_path / "LATEST").write_text("20260103T000000Z\n")
+    clock["now"] = 20.0
+    assert watcher.current().version == second.version and watcher.swaps == 1
+
+
+def test_a_pinned_version_is_never_swapped(tmp_path, fitted):
+    first = registry.publish(str(tmp_path), fitted[1], {}, version="20260101T000000Z")
+    watcher = registry.ModelWatcher(str(tmp_path), first.version, poll_seconds=0.5, clock=lambda: 100.0)
+    registry.publish(str(tmp_path), fitted[1], {}, version="20260105T000000Z")
+    assert watcher.current().version == first.version
