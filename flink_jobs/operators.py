@@ -200,8 +200,9 @@ class ApplyCooldown(KeyedProcessFunction):
             return
         self.last_by_method.update(last)
         self.raised.inc()
-        log.info("anomaly %s %s trade %d: %s", anomaly.method, anomaly.trade.symbol, anomaly.trade.trade_id,
-                 anomaly.reason)
+        # High-severity anomalies are logged; the store and the `anomalies` metric have them all.
+        log.log(logging.INFO if anomaly.severity == "high" else logging.DEBUG, "anomaly %s %s trade %d: %s",
+                anomaly.method, anomaly.trade.symbol, anomaly.trade.trade_id, anomaly.reason)
         yield anomaly_row(anomaly)
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The end-to-end demo on the embedded default (make demo):
-#   set-up -> Kafka broker -> derive demo trades from real candles -> replay into Kafka
+#   set-up -> Kafka broker -> derive demo trades from real candles -> train a model (first run)
+#   -> replay into Kafka
 #   -> the PyFlink job in a local MiniCluster (bounded) -> trades/anomalies in chDB -> summary.
 # Stops what it started (the broker, unless it was already running). Safe to run again: the topic
 # is recreated and the store's replay-safe keys keep one row per trade.
@@ -23,15 +24,18 @@ if ! bash "$PROJECT_DIR/deploy/local/kafka.sh" status >/dev/null 2>&1; then
 fi
 
 cd "$PROJECT_DIR"
-mkdir -p "$DEMO_DIR"
+mkdir -p "$DEMO_DIR/training"
 # DERIVED trades (see producer/derive.py and producer/samples/SOURCE.md): real Binance.US
-# 1-minute candles of 9 and 10 March 2023, the eve of the USDC de-peg, put at each symbol's
-# price level with `scale`. The same seed gives the same trades on every run.
-#        symbol   candles  start              end                scale      trades seed first-id
+# 1-minute candles put at each symbol's price level with `scale`. The model trains on 8 March
+# 2023; the replay is 9 and 10 March, the eve of the USDC de-peg. Same seed, same trades.
+#        symbol   candles  replay start       replay end         scale      trades seed first-id
 while read -r symbol series start end scale trades seed first_id; do
-  "$PY" -m producer derive --candles "$SAMPLES/${series}_1m_20230301_20230321.csv.gz" \
-    --start "$start" --end "$end" --scale "$scale" --trades "$trades" --seed "$seed" \
-    --first-id "$first_id" --out "$DEMO_DIR/$symbol-trades-derived.csv"
+  candles="$SAMPLES/${series}_1m_20230301_20230321.csv.gz"
+  "$PY" -m producer derive --candles "$candles" --start "$start" --end "$end" --scale "$scale" \
+    --trades "$trades" --seed "$seed" --first-id "$first_id" --out "$DEMO_DIR/$symbol-trades-derived.csv"
+  "$PY" -m producer derive --candles "$candles" --start "2023-03-08T${start#*T}" --end "2023-03-08T${end#*T}" \
+    --scale "$scale" --trades "$trades" --seed "$((seed + 100))" --first-id 1 \
+    --out "$DEMO_DIR/training/$symbol-trades-derived.csv"
 done <<'TABLE'
 BTCUSDT  BTCUSDT  2023-03-10T20:00  2023-03-10T22:00  1          24000  1  3000000000
 ETHUSDT  BTCUSD   2023-03-10T20:00  2023-03-10T22:00  0.0716     20000  2  1200000000
@@ -39,6 +43,11 @@ BNBUSDT  BTCUSDC  2023-03-10T20:00  2023-03-10T22:00  0.0143     16000  3  70000
 SOLUSDT  BTCUSDT  2023-03-09T20:00  2023-03-09T22:00  0.00088    16000  4  400000000
 XRPUSDT  BTCUSD   2023-03-09T20:00  2023-03-09T22:00  0.0000183  24000  5  600000000
 TABLE
+
+if [ -z "$("$PY" -c 'import config; from models.registry import latest_version; print(latest_version(config.load().detection.model_registry) or "")')" ]; then
+  log "training the first Isolation Forest model on the 8 March trades"
+  "$PY" -m models.train "$DEMO_DIR"/training/*-trades-derived.csv
+fi
 
 "$PY" -m producer replay "$DEMO_DIR"/*-trades-derived.csv --recreate-topic --speed max
 

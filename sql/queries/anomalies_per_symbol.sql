@@ -3,7 +3,7 @@ SELECT
     symbol,
     method,
     count()                     AS anomalies,
-    round(max(abs(score)), 1)   AS max_abs_score
+    round(max(abs(score)), 3)   AS max_abs_score
 FROM anomalies FINAL
 GROUP BY symbol, method
 ORDER BY symbol, method
