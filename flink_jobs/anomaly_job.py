@@ -40,6 +40,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--group-id", help="consumer group id [KAFKA_GROUP_ID]")
     parser.add_argument("--starting-offsets", choices=("earliest", "latest", "committed"),
                         help="where to start without a checkpoint [KAFKA_STARTING_OFFSETS]")
+    parser.add_argument("--source", choices=("kafka", "files"), default="kafka",
+                        help="kafka (default), or files: JSON lines of trade messages given with --input, "
+                             "read once (backtests without a broker)")
+    parser.add_argument("--input", action="append", default=[], metavar="PATH",
+                        help="with --source files: a JSON-lines file or folder (repeatable)")
     parser.add_argument("--bounded", action="store_true", default=None,
                         help="stop at the end offsets seen at start [JOB_BOUNDED]")
     parser.add_argument("--parallelism", type=int, help="operator parallelism [FLINK_PARALLELISM]")
@@ -176,19 +181,57 @@ def kafka_source(cfg: AppConfig):
     return builder.build()
 
 
-def build_pipeline(env, cfg: AppConfig) -> None:
+def file_source(paths: list[str]):
+    """Bounded text-line source over JSON-lines files: the same messages the Kafka topic carries."""
+    from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
+
+    return FileSource.for_record_stream_format(
+        StreamFormat.text_line_format(), *[os.path.abspath(p) for p in paths]).build()
+
+
+def with_event_time(parsed, watermarks, parallelism: int):
+    """(trade, trade time) pairs -> trades with event time and bounded out-of-orderness watermarks.
+
+    PyFlink's assign_timestamps_and_watermarks with a Python TimestampAssigner adds a Python
+    operator at the default parallelism, behind a rebalance that reorders a symbol's trades
+    when the source runs narrower (a file); ParseTrades already emits the timestamp, so the Java
+    assigner and the Java map that drops the timestamp run right behind it, chained, in order.
+    """
+    from pyflink.common import Types
+    from pyflink.datastream import DataStream
+    from pyflink.java_gateway import get_gateway
+
+    python_eventtime = get_gateway().jvm.org.apache.flink.streaming.api.functions.python.eventtime
+    j_stream = (parsed._j_data_stream
+                .assignTimestampsAndWatermarks(
+                    watermarks._j_watermark_strategy.withTimestampAssigner(python_eventtime.CustomTimestampAssigner()))
+                .name("trade-time-watermarks").setParallelism(parallelism)
+                .map(python_eventtime.RemoveTimestampMapFunction(), Types.PICKLED_BYTE_ARRAY().get_java_type_info())
+                .name("drop-timestamp").setParallelism(parallelism))
+    return DataStream(j_stream)
+
+
+def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None:
     from pyflink.common import Duration, WatermarkStrategy
 
-    from flink_jobs.operators import (CANDIDATES, DEAD_LETTERS, ApplyCooldown, ParseTrades, ScoreTrades,
-                                      StoreSink, TradeTimeAssigner, sink_key)
+    from flink_jobs.operators import (CANDIDATES, DEAD_LETTERS, PARSED_TYPE, ApplyCooldown, ParseTrades,
+                                      ScoreTrades, StoreSink, sink_key)
 
-    raw = env.from_source(kafka_source(cfg), WatermarkStrategy.no_watermarks(), "kafka-trades")
-    parsed = raw.process(ParseTrades(cfg.detection)).name("parse-trades")
+    # Parsing runs at the source's parallelism, chained to it: a rebalance in between would
+    # interleave a symbol's trades from two parsers and break their order before key_by.
+    if inputs:
+        # One file reader, so that each symbol's trades keep their file order.
+        source_parallelism = 1
+        raw = env.from_source(file_source(inputs), WatermarkStrategy.no_watermarks(), "file-trades")
+    else:
+        source_parallelism = cfg.job.parallelism
+        raw = env.from_source(kafka_source(cfg), WatermarkStrategy.no_watermarks(), "kafka-trades")
+    raw = raw.set_parallelism(source_parallelism)
+    parsed = (raw.process(ParseTrades(cfg.detection), PARSED_TYPE).name("parse-trades")
+              .set_parallelism(source_parallelism))
     dead_letters = parsed.get_side_output(DEAD_LETTERS)
-    watermarks = (WatermarkStrategy
-                  .for_bounded_out_of_orderness(Duration.of_millis(cfg.job.max_out_of_orderness_ms))
-                  .with_timestamp_assigner(TradeTimeAssigner()))
-    scored = (parsed.assign_timestamps_and_watermarks(watermarks).name("trade-time-watermarks")
+    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.job.max_out_of_orderness_ms))
+    scored = (with_event_time(parsed, watermarks, source_parallelism)
               .key_by(lambda trade: trade.symbol)
               .process(ScoreTrades(cfg.detection)).name("features-and-scoring"))
     anomalies = (scored.get_side_output(CANDIDATES)
@@ -224,14 +267,18 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         log.error("configuration error: %s", error)
         return 2
-    build_pipeline(env, cfg)
-    log.info("starting %s: topic %s at %s, group %s, %s, parallelism %d, checkpoints every %d ms, store %s",
-             JOB_NAME, cfg.kafka.topic, cfg.kafka.bootstrap_servers, cfg.kafka.group_id,
-             "bounded" if cfg.job.bounded else "unbounded", cfg.job.parallelism,
+    if args.source == "files" and not args.input:
+        log.error("configuration error: --source files needs --input PATH")
+        return 2
+    build_pipeline(env, cfg, args.input if args.source == "files" else None)
+    source = (f"files {', '.join(args.input)}" if args.source == "files" else
+              f"topic {cfg.kafka.topic} at {cfg.kafka.bootstrap_servers}, group {cfg.kafka.group_id}")
+    log.info("starting %s: %s, %s, parallelism %d, checkpoints every %d ms, store %s", JOB_NAME, source,
+             "bounded" if cfg.job.bounded or args.source == "files" else "unbounded", cfg.job.parallelism,
              cfg.job.checkpoint_interval_ms, cfg.store.backend)
     started = time.monotonic()
     result = env.execute(JOB_NAME)
-    if cfg.job.bounded:
+    if cfg.job.bounded or args.source == "files":
         report = {"job_id": str(result.get_job_id()), "wall_seconds": round(time.monotonic() - started, 3),
                   "net_runtime_seconds": result.get_net_runtime() / 1000.0}
         log.info("job finished: %.1f s wall, %.1f s net runtime (job id %s)", report["wall_seconds"],

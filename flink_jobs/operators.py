@@ -11,7 +11,6 @@ import time
 import zlib
 
 from pyflink.common import Types
-from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
@@ -30,6 +29,8 @@ log = logging.getLogger(__name__)
 
 DEAD_LETTERS = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
 CANDIDATES = OutputTag("anomaly-candidates", Types.PICKLED_BYTE_ARRAY())
+# ParseTrades emits (trade, trade time ms): the Java timestamp assigner reads the second field.
+PARSED_TYPE = Types.TUPLE([Types.PICKLED_BYTE_ARRAY(), Types.LONG()])
 # Event-time timers at this instant fire only on the final watermark of a bounded input.
 END_OF_INPUT = 2**63 - 1
 # Raw messages are kept whole up to this size; longer ones are cut and the cut is said in the reason.
@@ -73,7 +74,7 @@ class _SampledLog:
 
 
 class ParseTrades(ProcessFunction):
-    """Raw Kafka message -> Trade; anything invalid -> DEAD_LETTERS with its reason."""
+    """Raw Kafka message -> (Trade, trade time ms); anything invalid -> DEAD_LETTERS with its reason."""
 
     def __init__(self, detection: DetectionConfig):
         self.detection = detection
@@ -95,14 +96,7 @@ class ParseTrades(ProcessFunction):
             yield DEAD_LETTERS, dead_letter("parse", str(error), raw)
             return
         self.parsed.inc()
-        yield trade
-
-
-class TradeTimeAssigner(TimestampAssigner):
-    """Event time is the exchange's trade time."""
-
-    def extract_timestamp(self, value: Trade, record_timestamp: int) -> int:
-        return value.trade_time_ms
+        yield trade, trade.trade_time_ms  # event time: the exchange's trade time
 
 
 class ScoreTrades(KeyedProcessFunction):
