@@ -58,7 +58,8 @@ def anomaly_row(a: Anomaly) -> tuple:
     return ("anomalies", (t.symbol, t.trade_id, t.trade_time_ms, a.method, t.price, a.score, a.threshold,
                           a.severity, a.reason, f.z_price, f.z_return, f.log_return, a.if_score, a.model_version,
                           f.robust_z_return, f.price_change_pct, f.time_gap_sec, f.vwap_deviation_pct,
-                          f.volume_spike_ratio, f.price_velocity_pct_s, f.trade_rate_burst, f.buy_sell_imbalance))
+                          f.volume_spike_ratio, f.price_velocity_pct_s, f.trade_rate_burst, f.buy_sell_imbalance,
+                          f.volume_z, f.rate_z))
 
 
 class _SampledLog:
@@ -163,14 +164,16 @@ class ScoreTrades(KeyedProcessFunction):
         if self.models is not None:
             model = self.models.current()
             scores, labels = model.score(np.array([f.vector() for _, f in batch], dtype=np.float32))
-            version = model.version
+            version, combined_threshold = model.version, model.combined_threshold
             self.batches.inc()
         else:
             scores, labels, version = np.full(len(batch), np.nan), np.ones(len(batch)), ""
+            combined_threshold = float("-inf")
         for (trade, features), if_score, label in zip(batch, scores.tolist(), labels.tolist()):
             yield trade_row(trade, features, if_score, version)
             fired = fired_methods(self.detection.methods, self.zscore.fires(trade.symbol, features),
-                                  label == -1 and features.history >= self.detection.min_history)
+                                  label == -1 and features.history >= self.detection.min_history,
+                                  if_score < combined_threshold)
             for method in fired:
                 yield CANDIDATES, make_anomaly(method, trade, features, self.zscore, if_score, version)
 

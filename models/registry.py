@@ -97,11 +97,10 @@ class ModelWatcher:
     def __init__(self, registry: str, version: str, poll_seconds: float, clock=time.monotonic):
         from flink_jobs.detectors.iforest import OnnxIsolationForest
 
-        self._loader = OnnxIsolationForest.from_file
+        self._loader = OnnxIsolationForest.from_registry
         self.registry, self.follow_latest = registry, version == "latest"
         self.poll_seconds, self.clock = poll_seconds, clock
-        loaded = load(registry, version)
-        self.model = self._loader(loaded.onnx_path, loaded.version)
+        self.model = self._loader(load(registry, version))
         self.next_check = clock() + poll_seconds
         self.swaps = 0
 
@@ -118,8 +117,7 @@ class ModelWatcher:
 
         log = logging.getLogger("models.registry")
         try:
-            loaded = load(self.registry, version)
-            self.model = self._loader(loaded.onnx_path, loaded.version)
+            self.model = self._loader(load(self.registry, version))
             self.swaps += 1
             log.info("now scoring with model %s", version)
         except (RegistryError, OSError, RuntimeError) as error:

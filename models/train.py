@@ -28,6 +28,14 @@ from models.dataset import feature_matrix, trades_from_files  # noqa: E402
 
 log = logging.getLogger("models.train")
 PARITY_TOLERANCE = 1e-4  # |onnx score - sklearn decision_function|; float32 inference vs float64
+# The combined method needs the forest to *confirm* a z-score alert, not to find it alone: a trade
+# among the most unusual 5% of the training data confirms. Alone (method iforest) the forest cuts
+# at its contamination (score 0).
+COMBINED_QUANTILE = 0.05
+
+
+def thresholds(model, rows: np.ndarray) -> dict:
+    return {"iforest": 0.0, "combined": float(np.quantile(model.decision_function(rows), COMBINED_QUANTILE))}
 
 
 class ParityError(RuntimeError):
@@ -88,6 +96,7 @@ def train(paths: list[str], registry_dir: str, symbol: str | None, contamination
                             "rows": int(len(train_rows)), "sources": [os.path.basename(p) for p in paths]},
         "params": {"contamination": contamination, "n_estimators": n_estimators, "random_state": seed,
                    "rolling_window": window_size, "min_history": min_history},
+        "thresholds": thresholds(model, train_rows),
         "metrics": {"parity": parity,
                     "held_out_anomaly_rate": float(np.mean(model.predict(held_out) == -1)) if len(held_out) else 0.0,
                     "threshold_offset": float(model.offset_)},

@@ -13,3 +13,6 @@ ALTER TABLE anomalies ADD COLUMN IF NOT EXISTS volume_spike_ratio Float64 CODEC(
 ALTER TABLE anomalies ADD COLUMN IF NOT EXISTS price_velocity_pct_s Float64 CODEC(ZSTD(1));
 ALTER TABLE anomalies ADD COLUMN IF NOT EXISTS trade_rate_burst Float64 CODEC(ZSTD(1));
 ALTER TABLE anomalies ADD COLUMN IF NOT EXISTS buy_sell_imbalance Float64 CODEC(ZSTD(1))
+;
+ALTER TABLE anomalies ADD COLUMN IF NOT EXISTS volume_z Float64 CODEC(ZSTD(1));
+ALTER TABLE anomalies ADD COLUMN IF NOT EXISTS rate_z Float64 CODEC(ZSTD(1))

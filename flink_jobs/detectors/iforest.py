@@ -10,21 +10,31 @@ import numpy as np
 
 
 class OnnxIsolationForest:
-    def __init__(self, session, version: str):
+    """`combined_threshold`: the score below which the forest *confirms* a z-score alert in the
+    combined method, looser than its own outlier cut at 0 (see models/train.py)."""
+
+    def __init__(self, session, version: str, combined_threshold: float = 0.0):
         self.session = session
         self.version = version
+        self.combined_threshold = combined_threshold
         self.input_name = session.get_inputs()[0].name
         outputs = [o.name for o in session.get_outputs()]
         self.label_output, self.score_output = outputs[0], outputs[1]
 
     @classmethod
-    def from_bytes(cls, onnx_bytes: bytes, version: str) -> "OnnxIsolationForest":
-        return cls(_session(onnx_bytes), version)
+    def from_bytes(cls, onnx_bytes: bytes, version: str, combined_threshold: float = 0.0) -> "OnnxIsolationForest":
+        return cls(_session(onnx_bytes), version, combined_threshold)
 
     @classmethod
-    def from_file(cls, path: str, version: str) -> "OnnxIsolationForest":
+    def from_file(cls, path: str, version: str, combined_threshold: float = 0.0) -> "OnnxIsolationForest":
         with open(path, "rb") as handle:
-            return cls.from_bytes(handle.read(), version)
+            return cls.from_bytes(handle.read(), version, combined_threshold)
+
+    @classmethod
+    def from_registry(cls, model) -> "OnnxIsolationForest":
+        """A models.registry.ModelVersion, with the thresholds recorded at training."""
+        threshold = model.metadata.get("thresholds", {}).get("combined", 0.0)
+        return cls.from_file(model.onnx_path, model.version, threshold)
 
     def score(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(scores, labels) for a (n, features) float32 matrix."""

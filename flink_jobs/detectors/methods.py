@@ -2,7 +2,8 @@
 
 - zscore: the return z-score reaches the symbol's threshold (zscore.py).
 - iforest: the Isolation Forest labels the trade an outlier (score below 0).
-- combined: both agree; the filtered method, with the fewest false alerts.
+- combined: both agree: the z-score fires and the forest confirms (score below the model's
+  combined threshold, the 5% most unusual of its training data); the filtered method.
 Cooldown is separate (Cooldown below) because it needs the symbol's state after scoring.
 """
 from __future__ import annotations
@@ -16,15 +17,15 @@ from flink_jobs.features.symbol_state import TradeFeatures
 from flink_jobs.trades import Trade
 
 
-def fired_methods(methods: tuple, zscore_fires: bool, iforest_fires: bool) -> list[str]:
-    fired = {"zscore": zscore_fires, "iforest": iforest_fires, "combined": zscore_fires and iforest_fires}
+def fired_methods(methods: tuple, zscore_fires: bool, iforest_fires: bool, iforest_confirms: bool) -> list[str]:
+    fired = {"zscore": zscore_fires, "iforest": iforest_fires, "combined": zscore_fires and iforest_confirms}
     return [m for m in methods if fired[m]]
 
 
 def make_anomaly(method: str, trade: Trade, features: TradeFeatures, zscore: ZScoreDetector,
                  if_score: float, model_version: str) -> Anomaly:
     threshold = zscore.threshold(trade.symbol)
-    z = features.z_return
+    z = zscore.score(features)
     if method == "zscore":
         return Anomaly(trade, features, method, z, threshold, z, if_score, model_version,
                        zscore_severity(z, threshold), zscore.reason(trade.symbol, features))

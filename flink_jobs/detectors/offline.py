@@ -38,12 +38,14 @@ def detect(trades: Iterable[Trade], config: DetectionConfig, model=None, batch_s
             s, lab = model.score(np.array([f.vector() for _, f in chunk], dtype=np.float32))
             scores[start:start + len(chunk)], labels[start:start + len(chunk)] = s, lab
     version = model.version if model is not None else ""
+    combined_threshold = model.combined_threshold if model is not None else float("-inf")
     last_by_symbol: dict[str, dict] = {}
     scored, anomalies = [], []
     for (trade, features), if_score, label in zip(observed, scores.tolist(), labels.tolist()):
         scored.append((trade, features, if_score))
         fired = fired_methods(config.methods, zscore.fires(trade.symbol, features),
-                              label == -1 and features.history >= config.min_history)
+                              label == -1 and features.history >= config.min_history,
+                              if_score < combined_threshold)
         for method in fired:
             last = last_by_symbol.setdefault(trade.symbol, {})
             if cooldown.allow(last, method, trade.trade_time_ms):

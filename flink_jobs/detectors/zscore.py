@@ -1,9 +1,11 @@
-"""Z-score method: a trade whose log return is far outside the symbol's recent returns.
+"""Z-score method: a trade far outside the symbol's recent behaviour on any of three z-scores.
 
-The trigger is the z-score of the trade's log return against the last N returns: a one-trade
-jump stands out there whatever the price level. The z-score of the price itself is recorded for
-context but does not trigger on its own, because a steady trend pushes it past any threshold
-without anything anomalous happening.
+- the log return against the last N returns (a jump, whatever the price level);
+- the log size against the median/MAD of the last 50 sizes (a volume spike);
+- the trailing-second trade count against its baseline (a burst of trades).
+The method fires when the largest of the three reaches the symbol's threshold. The z-score of the
+price itself is recorded for context but does not trigger, because a steady trend pushes it
+past any threshold without anything anomalous happening.
 """
 from __future__ import annotations
 
@@ -27,14 +29,24 @@ class ZScoreDetector:
 
     @staticmethod
     def score(features: TradeFeatures) -> float:
-        return features.z_return
+        """The strongest of the three z-scores: a return either way; only unusually *large* sizes and
+        rates (a tiny trade or a quiet second is no anomaly). Keeps the return's sign."""
+        return max((features.z_return, max(features.volume_z, 0.0), max(features.rate_z, 0.0)), key=abs)
 
     def fires(self, symbol: str, features: TradeFeatures) -> bool:
         """True when the trade has enough history and its z-score reaches the symbol's threshold."""
-        return features.history >= self.config.min_history and abs(features.z_return) >= self.threshold(symbol)
+        return (features.history >= self.config.min_history
+                and abs(self.score(features)) >= self.threshold(symbol))
 
     def reason(self, symbol: str, features: TradeFeatures) -> str:
-        move_pct = math.expm1(features.log_return) * 100
-        return (f"{symbol} moved {move_pct:+.3f}% in one trade: return z-score {features.z_return:+.1f} "
-                f"vs threshold {self.threshold(symbol):g} over the last {features.history} trades "
-                f"(price z-score {features.z_price:+.1f})")
+        threshold = self.threshold(symbol)
+        parts = []
+        if abs(features.z_return) >= threshold:
+            move_pct = math.expm1(features.log_return) * 100
+            parts.append(f"moved {move_pct:+.3f}% in one trade: return z-score {features.z_return:+.1f}")
+        if features.volume_z >= threshold:
+            parts.append(f"size {features.volume_spike_ratio:.1f}x the median: volume z-score {features.volume_z:+.1f}")
+        if features.rate_z >= threshold:
+            parts.append(f"trade rate {features.trade_rate_burst:.1f}x its baseline: rate z-score {features.rate_z:+.1f}")
+        return (f"{symbol} {'; '.join(parts) or 'below threshold'} vs threshold {threshold:g} "
+                f"over the last {features.history} trades (price z-score {features.z_price:+.1f})")

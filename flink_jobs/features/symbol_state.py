@@ -27,10 +27,12 @@ ROBUST_REFRESH = 50        # trades between recomputations of the return median 
 MIN_VELOCITY_SPAN_S = 0.1  # a burst inside one millisecond is not an infinite velocity
 MAD_TO_STD = 1.4826        # MAD x this = standard deviation for normal data
 
+RATE_Z_PRIOR = 4.0         # added to the baseline in the rate z-score's variance (see _rate_z)
+
 FEATURE_NAMES = (
     "z_price", "z_return", "robust_z_return", "price_change_pct", "time_gap_sec",
-    "vwap_deviation_pct", "volume_spike_ratio", "price_velocity_pct_s", "trade_rate_burst",
-    "buy_sell_imbalance",
+    "vwap_deviation_pct", "volume_spike_ratio", "volume_z", "price_velocity_pct_s", "trade_rate_burst",
+    "rate_z", "buy_sell_imbalance",
 )
 
 
@@ -42,8 +44,10 @@ class TradeFeatures(NamedTuple):
     time_gap_sec: float          # seconds since the previous trade (0 for the first)
     vwap_deviation_pct: float    # % away from the VWAP of the last 100 trades
     volume_spike_ratio: float    # size / median size of the last 50 trades
+    volume_z: float              # log size against the median/MAD of the last 50 log sizes
     price_velocity_pct_s: float  # % change over the last 20 trades per second they took
     trade_rate_burst: float      # trades in the last second / its own EWMA baseline
+    rate_z: float                # (trades in the last second - baseline) / sqrt(baseline + 4)
     buy_sell_imbalance: float    # (taker buy - taker sell) / total size, last 50 trades, in [-1, 1]
     # context, stored with trades and anomalies
     log_return: float
@@ -122,6 +126,28 @@ def _median_of_sorted(ordered: list[float]) -> float:
     return ordered[mid] if n % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
 
 
+def _volume_z(state: SymbolState, qty: float) -> float:
+    """Robust z-score of log size: sizes are heavy-tailed, logs of sizes far less so, and the
+    median/MAD ignore the occasional whale that would inflate a standard deviation."""
+    sizes = state.sizes.values
+    if len(sizes) < 5:
+        return 0.0
+    logs = sorted(math.log(q) for q in sizes)
+    median = _median_of_sorted(logs)
+    mad = _median_of_sorted(sorted(abs(v - median) for v in logs))
+    if mad <= 1e-12:
+        return 0.0
+    return (math.log(qty) - median) / (MAD_TO_STD * mad)
+
+
+def _rate_z(count: int, baseline: float | None) -> float:
+    """Poisson-style z-score of the trailing-second trade count against its baseline. The prior
+    in the variance keeps a quiet market (baseline near 0) from calling three trades a burst."""
+    if baseline is None:
+        return 0.0
+    return (count - baseline) / math.sqrt(baseline + RATE_Z_PRIOR)
+
+
 def _velocity(state: SymbolState, trade: Trade) -> float:
     window = state.recent_prices
     if not window:
@@ -152,8 +178,10 @@ def observe(state: SymbolState, trade: Trade) -> TradeFeatures:
         time_gap_sec=0.0 if first else (trade.trade_time_ms - state.last_trade_time_ms) / 1000.0,
         vwap_deviation_pct=(price / vwap - 1.0) * 100.0,
         volume_spike_ratio=qty / median_size if median_size > 0 else 1.0,
+        volume_z=_volume_z(state, qty),
         price_velocity_pct_s=_velocity(state, trade),
         trade_rate_burst=trades_last_second / baseline if baseline else 1.0,
+        rate_z=_rate_z(trades_last_second, baseline),
         buy_sell_imbalance=state.signed_size.total / state.abs_size.total if state.abs_size.total > 0 else 0.0,
         log_return=log_return,
         price_mean=state.prices.mean, price_std=state.prices.std,

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_backtest_writes_exactly_the_reference_anomalies_to_csv_and_store(trained_model, tmp_path):
-    model = OnnxIsolationForest.from_file(trained_model.onnx_path, trained_model.version)
+    model = OnnxIsolationForest.from_registry(trained_model)
     expected = planted.build(str(tmp_path / "planted.jsonl"), model)
     out, chdb_path = tmp_path / "anomalies.csv", str(tmp_path / "chdb")
     env = stack_env(MODEL_REGISTRY=os.path.dirname(os.path.dirname(trained_model.onnx_path)), **planted.JOB_ENV)

@@ -43,7 +43,7 @@ def test_job_swaps_to_a_newly_published_model_mid_stream(kafka_broker, trained_m
     registry_dir = str(tmp_path / "registry")
     first = registry.publish(registry_dir, open(trained_model.onnx_path, "rb").read(),
                              trained_model.metadata, version="20260101T000000Z")
-    model = OnnxIsolationForest.from_file(first.onnx_path, first.version)
+    model = OnnxIsolationForest.from_registry(first)
     expected = planted.build(str(tmp_path / "planted.jsonl"), model)
     lines = open(tmp_path / "planted.jsonl", encoding="utf-8").read().splitlines()
     half = len(lines) // 2

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 def test_flink_run_on_a_standalone_cluster_stores_every_trade_once_and_detects_the_spikes(
         kafka_broker, flink_cluster, trained_model, tmp_path):
     from flink_jobs.detectors.iforest import OnnxIsolationForest
-    model = OnnxIsolationForest.from_file(trained_model.onnx_path, trained_model.version)
+    model = OnnxIsolationForest.from_registry(trained_model)
     expected = planted.build(str(tmp_path / "planted.jsonl"), model)
     topic, chdb_path = unique("e2e-cluster"), str(tmp_path / "chdb")
     env = stack_env(KAFKA_BOOTSTRAP_SERVERS=BOOTSTRAP, KAFKA_TOPIC=topic, CHDB_PATH=chdb_path,
