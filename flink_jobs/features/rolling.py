@@ -37,9 +37,12 @@ class RollingStats:
     def std(self) -> float:
         return math.sqrt(self.variance)
 
-    def zscore(self, x: float) -> float:
-        """How many standard deviations x lies from the window mean; 0 when the window has no spread."""
-        std = self.std
+    def zscore(self, x: float, min_std: float = 0.0) -> float:
+        """How many standard deviations x lies from the window mean; 0 when the window has no spread.
+
+        `min_std` floors the deviation: a window of identical values followed by a move of one
+        part in a million would otherwise be a z-score in the hundreds of thousands."""
+        std = max(self.std, min_std)
         if std <= 1e-12 * max(1.0, abs(self.mean)):
             return 0.0
         return (x - self.mean) / std

@@ -26,6 +26,7 @@ RATE_BASELINE_ALPHA = 0.01  # ...against its own EWMA (about the last 100 trades
 ROBUST_REFRESH = 50        # trades between recomputations of the return median and MAD
 MIN_VELOCITY_SPAN_S = 0.1  # a burst inside one millisecond is not an infinite velocity
 MAD_TO_STD = 1.4826        # MAD x this = standard deviation for normal data
+MIN_RETURN_STD = 1e-5      # 0.1 bp: below this, return z-scores measure rounding, not the market
 
 RATE_Z_PRIOR = 4.0         # added to the baseline in the rate z-score's variance (see _rate_z)
 
@@ -116,8 +117,8 @@ def _robust_z(state: SymbolState, log_return: float) -> float:
             mad = sum(abs(v - median) for v in values) / len(values) * 1.2533 / MAD_TO_STD
         state.return_median, state.return_mad, state.robust_age = median, mad, 0
     state.robust_age += 1
-    scale = MAD_TO_STD * state.return_mad
-    return (log_return - state.return_median) / scale if scale > 1e-15 else 0.0
+    scale = max(MAD_TO_STD * state.return_mad, MIN_RETURN_STD)
+    return (log_return - state.return_median) / scale
 
 
 def _median_of_sorted(ordered: list[float]) -> float:
@@ -172,7 +173,7 @@ def observe(state: SymbolState, trade: Trade) -> TradeFeatures:
 
     features = TradeFeatures(
         z_price=state.prices.zscore(price),
-        z_return=state.returns.zscore(log_return),
+        z_return=state.returns.zscore(log_return, MIN_RETURN_STD),
         robust_z_return=_robust_z(state, log_return),
         price_change_pct=0.0 if first else (price / state.last_price - 1.0) * 100.0,
         time_gap_sec=0.0 if first else (trade.trade_time_ms - state.last_trade_time_ms) / 1000.0,
