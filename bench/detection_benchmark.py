@@ -90,8 +90,11 @@ def evaluate(alerts, events, method):
             "delay": statistics.median(delays) if delays else float("nan"), "alerts": len(mine)}
 
 
-def run(small: bool) -> str:
+def run(small: bool) -> tuple[str, dict]:
+    """The report as markdown, and the numbers: results[(data, method)] = false alerts per
+    symbol-hour; results[(kind, method)] = {"ours": metrics, "baseline": metrics}."""
     started = time.monotonic()
+    results: dict = {}
     hours = 1 if small else 6
     symbols = SYMBOLS[:2] if small else SYMBOLS
     train = {s: derived(s, series, scale, TRAIN_DAY, hours, 100 + i, 1) for i, (s, series, scale) in enumerate(symbols)}
@@ -116,8 +119,9 @@ def run(small: bool) -> str:
         mine, base = ours(merged, cfg, model), theirs(merged)
         symbol_hours = hours_of(streams)
         for method in METHODS:
-            lines.append(f"| {name} | {method} | {sum(a[2] == method for a in mine) / symbol_hours:.2f} "
-                         f"| {sum(a[2] == method for a in base) / symbol_hours:.2f} |")
+            rate = sum(a[2] == method for a in mine) / symbol_hours
+            results[(name, method)] = rate
+            lines.append(f"| {name} | {method} | {rate:.2f} | {sum(a[2] == method for a in base) / symbol_hours:.2f} |")
 
     lines += ["", "### Planted events: recall, precision, F1, median delay", "",
               "| kind | events | method | ours R / P / F1 | ours delay s | baseline R / P / F1 | baseline delay s |",
@@ -137,6 +141,7 @@ def run(small: bool) -> str:
                          f"{b['f1']:.2f} | {b['delay']:.2f} |")
             pooled[method]["ours"].append(a)
             pooled[method]["base"].append(b)
+            results[(kind, method)] = {"ours": a, "baseline": b}
     lines += ["", "### All kinds (mean over kinds)", "",
               "| method | ours F1 | ours median delay s | baseline F1 | baseline median delay s |",
               "| --- | --- | --- | --- | --- |"]
@@ -146,7 +151,7 @@ def run(small: bool) -> str:
                      f"{statistics.median(x['delay'] for x in o):.2f} | {statistics.mean(x['f1'] for x in b):.2f} | "
                      f"{statistics.median(x['delay'] for x in b):.2f} |")
     lines += ["", f"({time.monotonic() - started:.0f} s)"]
-    return "\n".join(lines)
+    return "\n".join(lines), results
 
 
 def main(argv=None) -> int:
@@ -155,7 +160,7 @@ def main(argv=None) -> int:
     parser.add_argument("--small", action="store_true", help="2 symbols x 1 h (the CI run)")
     parser.add_argument("--out", help="also write the tables to this markdown file")
     args = parser.parse_args(argv)
-    report = run(args.small)
+    report, _ = run(args.small)
     print(report)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as handle:

@@ -1,0 +1,50 @@
+"""The labelled benchmark on its small set (2 derived symbols x 1 h plus real XRPETH): the
+guarantees the detection engine keeps. The full set runs from bench/ (docs/detection.md)."""
+import pytest
+
+from bench.detection_benchmark import run
+from bench.inject import KINDS, plant
+from flink_jobs.trades import Trade
+
+
+@pytest.fixture(scope="module")
+def small():
+    return run(small=True)
+
+
+def test_report_covers_every_kind_and_method(small):
+    report, results = small
+    for kind in KINDS:
+        for method in ("zscore", "iforest", "combined"):
+            assert (kind, method) in results
+            assert f"| {kind} |" in report
+
+
+def test_combined_method_finds_spikes_crashes_pumps_and_bursts_within_seconds(small):
+    _, results = small
+    for kind in ("spike", "flash_crash", "pump_dump", "trade_burst"):
+        ours = results[(kind, "combined")]["ours"]
+        assert ours["recall"] >= 0.9, (kind, ours)
+    for kind in ("spike", "flash_crash", "trade_burst"):
+        assert results[(kind, "combined")]["ours"]["delay"] <= 2.0
+
+
+def test_ours_beats_the_earlier_design_where_it_was_blind(small):
+    # The earlier design watched price alone: size and rate events passed unseen.
+    _, results = small
+    for kind in ("volume_spike", "trade_burst"):
+        for method in ("zscore", "combined"):
+            ours, theirs = results[(kind, method)]["ours"], results[(kind, method)]["baseline"]
+            assert ours["f1"] > theirs["f1"], (kind, method, ours, theirs)
+
+
+def test_planted_events_are_where_the_ground_truth_says():
+    import random
+    trades = [Trade("X", i, 100.0, 1.0, 1_600_000_000_000 + i * 500, 0, False) for i in range(400)]
+    spiked, event = plant(trades, "spike", 300, random.Random(1))
+    assert event.start_ms == event.end_ms == trades[300].trade_time_ms
+    assert abs(spiked[300].price / 100.0 - 1) >= 0.01 and spiked[301].price == 100.0
+    burst, event = plant(trades, "trade_burst", 300, random.Random(1))
+    assert len(burst) == 480 and event.end_ms - event.start_ms < 1000
+    assert [t.trade_id for t in burst] == list(range(480))
+    assert [t.trade_time_ms for t in burst] == sorted(t.trade_time_ms for t in burst)
