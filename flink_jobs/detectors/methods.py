@@ -3,7 +3,7 @@
 - zscore: the return z-score reaches the symbol's threshold (zscore.py).
 - iforest: the Isolation Forest labels the trade an outlier (score below 0).
 - combined: both agree: the z-score fires and the forest confirms (score below the model's
-  combined threshold, the 5% most unusual of its training data); the filtered method.
+  combined threshold, the 1% most unusual of its training data); the filtered method.
 Cooldown is separate (Cooldown below) because it needs the symbol's state after scoring.
 """
 from __future__ import annotations
