@@ -7,6 +7,7 @@ import time
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from flink_jobs.detectors.iforest import OnnxIsolationForest
 from flink_jobs.trades import InvalidTrade, parse_trade
@@ -29,7 +30,13 @@ def wait_until_consumed(topic: str, group: str, timeout_s: float = 180) -> None:
         ends = consumer.end_offsets(partitions)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            committed = admin.list_group_offsets(group).get(group, {})
+            try:
+                committed = admin.list_group_offsets(group).get(group, {})
+            except KafkaError as error:  # a new broker creates its offsets topic on first use
+                if not getattr(error, "retriable", False):
+                    raise
+                time.sleep(0.5)
+                continue
             if all(tp in committed and committed[tp].offset >= ends[tp] for tp in partitions):
                 return
             time.sleep(0.5)
