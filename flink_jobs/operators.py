@@ -74,6 +74,31 @@ class _SampledLog:
         return self.seen <= self.first or self.seen % self.every == 0
 
 
+class FlushTimers:
+    """When a buffering operator flushes: a processing-time timer `delay_ms` after the first
+    buffered record (one pending at a time), and an event-time timer at END_OF_INPUT that fires
+    on the final watermark of a bounded input. Timers are keyed; the flush they trigger covers
+    the whole buffer of the subtask."""
+
+    def __init__(self, delay_ms: int):
+        self.delay_ms = delay_ms
+        self.pending = False
+        self.end_registered = False
+
+    def arm(self, ctx: KeyedProcessFunction.Context) -> None:
+        timers = ctx.timer_service()
+        if not self.end_registered:
+            timers.register_event_time_timer(END_OF_INPUT)
+            self.end_registered = True
+        if not self.pending:
+            timers.register_processing_time_timer(timers.current_processing_time() + self.delay_ms)
+            self.pending = True
+
+    def fired(self, ctx: KeyedProcessFunction.OnTimerContext) -> None:
+        if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
+            self.pending = False
+
+
 class ParseTrades(ProcessFunction):
     """Raw Kafka message -> (Trade, trade time ms); anything invalid -> DEAD_LETTERS with its reason."""
 
@@ -124,8 +149,7 @@ class ScoreTrades(KeyedProcessFunction):
             self.models = ModelWatcher(self.detection.model_registry, self.detection.model_version,
                                        self.detection.model_poll_seconds)
         self.pending: list = []
-        self.timer_pending = False
-        self.end_timer_registered = False
+        self.timers = FlushTimers(self.detection.iforest_batch_ms)
         metrics = runtime_context.get_metrics_group()
         self.repeats = metrics.counter("repeated_trades")
         self.batches = metrics.counter("scoring_batches")
@@ -142,19 +166,11 @@ class ScoreTrades(KeyedProcessFunction):
         self.pending.append((trade, features))
         if self.models is None or len(self.pending) >= self.detection.iforest_batch_size:
             yield from self._flush()
-            return
-        timers = ctx.timer_service()
-        if not self.end_timer_registered:
-            timers.register_event_time_timer(END_OF_INPUT)
-            self.end_timer_registered = True
-        if not self.timer_pending:
-            timers.register_processing_time_timer(
-                timers.current_processing_time() + self.detection.iforest_batch_ms)
-            self.timer_pending = True
+        else:
+            self.timers.arm(ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
-            self.timer_pending = False
+        self.timers.fired(ctx)
         yield from self._flush()
 
     def _flush(self):
@@ -233,8 +249,7 @@ class StoreSink(KeyedProcessFunction):
             ListStateDescriptor("store_buffer", Types.PICKLED_BYTE_ARRAY()))
         self.buffered = 0  # rows added since the last flush by this process (a restored buffer is
         # flushed by its restored timer)
-        self.timer_pending = False
-        self.end_timer_registered = False
+        self.timers = FlushTimers(self.store_config.flush_interval_ms)
         metrics = runtime_context.get_metrics_group()
         self.rows_written = metrics.counter("rows_written")
         self.batches_written = metrics.counter("batches_written")
@@ -242,20 +257,13 @@ class StoreSink(KeyedProcessFunction):
     def process_element(self, record, ctx: KeyedProcessFunction.Context):
         self.buffer.add(record)
         self.buffered += 1
-        timers = ctx.timer_service()
-        if not self.end_timer_registered:
-            timers.register_event_time_timer(END_OF_INPUT)
-            self.end_timer_registered = True
         if self.buffered >= self.store_config.batch_size:
             self._flush()
-        elif not self.timer_pending:
-            timers.register_processing_time_timer(
-                timers.current_processing_time() + self.store_config.flush_interval_ms)
-            self.timer_pending = True
+        else:
+            self.timers.arm(ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
-            self.timer_pending = False
+        self.timers.fired(ctx)
         self._flush()
         yield from ()  # PyFlink iterates what on_timer returns; the sink emits nothing
 

@@ -8,8 +8,6 @@ Cooldown is separate (Cooldown below) because it needs the symbol's state after 
 """
 from __future__ import annotations
 
-import math
-
 from flink_jobs.detectors.base import (SEVERITY_ORDER, Anomaly, describe_features, iforest_severity,
                                        zscore_severity)
 from flink_jobs.detectors.zscore import ZScoreDetector
@@ -52,7 +50,3 @@ class Cooldown:
             return False
         last_by_method[method] = time_ms
         return True
-
-
-def no_score() -> float:
-    return math.nan

@@ -172,7 +172,7 @@ def observe(state: SymbolState, trade: Trade) -> TradeFeatures:
     state.abs_size.push(qty)
 
     features = TradeFeatures(
-        z_price=state.prices.zscore(price),
+        z_price=state.prices.zscore(price, MIN_RETURN_STD * state.prices.mean),  # same 0.1 bp floor
         z_return=state.returns.zscore(log_return, MIN_RETURN_STD),
         robust_z_return=_robust_z(state, log_return),
         price_change_pct=0.0 if first else (price / state.last_price - 1.0) * 100.0,

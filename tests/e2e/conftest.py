@@ -66,6 +66,22 @@ def trained_model(tmp_path_factory):
     return load(registry)
 
 
+def replayed_planted_input(tmp_path, trained_model, topic_prefix: str, **settings):
+    """The planted input built, replayed into a new topic; returns (expected, job env, store path)."""
+    from flink_jobs.detectors.iforest import OnnxIsolationForest
+    from tests.e2e import planted
+
+    expected = planted.build(str(tmp_path / "planted.jsonl"), OnnxIsolationForest.from_registry(trained_model))
+    chdb_path = str(tmp_path / "chdb")
+    env = stack_env(KAFKA_BOOTSTRAP_SERVERS=BOOTSTRAP, KAFKA_TOPIC=unique(topic_prefix), CHDB_PATH=chdb_path,
+                    SINK_BATCH_SIZE=700, IFOREST_BATCH_SIZE=64,
+                    MODEL_REGISTRY=os.path.dirname(os.path.dirname(trained_model.onnx_path)),
+                    **{**planted.JOB_ENV, **settings})
+    replay = run_python(["-m", "producer", "replay", str(tmp_path / "planted.jsonl"), "--create-topic"], env)
+    assert "failed 0" in replay.stderr
+    return expected, env, chdb_path
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 

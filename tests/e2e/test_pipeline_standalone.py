@@ -5,23 +5,15 @@ import subprocess
 import pytest
 
 from tests.conftest import PROJECT_DIR
-from tests.e2e import planted
 from tests.e2e.checks import assert_store_holds_exactly, stored
-from tests.e2e.conftest import BOOTSTRAP, JOB_TIMEOUT_S, run_python, stack_env, unique
+from tests.e2e.conftest import JOB_TIMEOUT_S, replayed_planted_input, unique
 
 pytestmark = pytest.mark.e2e
 
 
 def test_flink_run_on_a_standalone_cluster_stores_every_trade_once_and_detects_the_spikes(
         kafka_broker, flink_cluster, trained_model, tmp_path):
-    from flink_jobs.detectors.iforest import OnnxIsolationForest
-    model = OnnxIsolationForest.from_registry(trained_model)
-    expected = planted.build(str(tmp_path / "planted.jsonl"), model)
-    topic, chdb_path = unique("e2e-cluster"), str(tmp_path / "chdb")
-    env = stack_env(KAFKA_BOOTSTRAP_SERVERS=BOOTSTRAP, KAFKA_TOPIC=topic, CHDB_PATH=chdb_path,
-                    SINK_BATCH_SIZE=700, IFOREST_BATCH_SIZE=64,
-                    MODEL_REGISTRY=os.path.dirname(os.path.dirname(trained_model.onnx_path)), **planted.JOB_ENV)
-    run_python(["-m", "producer", "replay", str(tmp_path / "planted.jsonl"), "--create-topic"], env)
+    expected, env, chdb_path = replayed_planted_input(tmp_path, trained_model, "e2e-cluster")
 
     submit = subprocess.run(
         ["bash", os.path.join(PROJECT_DIR, "deploy", "local", "flink-cluster.sh"), "submit",
