@@ -42,13 +42,15 @@ def test_feature_vector_follows_feature_names(real):
 
 def test_price_and_return_zscores_use_the_window_before_the_trade(real):
     p, r = real["price"], real["ret"]
+    # Deviations are floored at 0.1 bp (MIN_RETURN_STD): of the mean price, and of returns.
     for i in SAMPLE:
         window = p[max(0, i - WINDOW):i]
-        expected = (p[i] - window.mean()) / window.std() if window.std() > 0 else 0.0
+        expected = (p[i] - window.mean()) / max(window.std(), 1e-5 * window.mean())
         assert column(real, "z_price")[i] == pytest.approx(expected, rel=1e-6, abs=1e-9)
         returns = r[max(1, i - WINDOW):i]
-        if len(returns) > 1 and returns.std() > 0:
-            assert real["features"][i].z_return == pytest.approx((r[i] - returns.mean()) / returns.std(), rel=1e-6)
+        if len(returns) > 1:
+            expected = (r[i] - returns.mean()) / max(returns.std(), 1e-5)
+            assert real["features"][i].z_return == pytest.approx(expected, rel=1e-6)
 
 
 def test_price_change_and_time_gap(real):
