@@ -118,11 +118,13 @@ def check_model(cfg: AppConfig) -> None:
     """Methods iforest and combined need a model: fail before submitting, not in the workers."""
     if not cfg.detection.needs_model:
         return
+    from flink_jobs.detectors.iforest import IncompatibleModel, OnnxIsolationForest
     from models.registry import RegistryError, load
 
     try:
         model = load(cfg.detection.model_registry, cfg.detection.model_version)
-    except RegistryError as error:
+        OnnxIsolationForest.from_registry(model)
+    except (RegistryError, IncompatibleModel) as error:
         raise ConfigError(f"MODEL_REGISTRY={cfg.detection.model_registry}: {error} "
                           f"(or set DETECTION_METHODS=zscore)") from None
     log.info("scoring with model %s from %s%s", model.version, cfg.detection.model_registry,

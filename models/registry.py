@@ -120,5 +120,5 @@ class ModelWatcher:
             self.model = self._loader(load(self.registry, version))
             self.swaps += 1
             log.info("now scoring with model %s", version)
-        except (RegistryError, OSError, RuntimeError) as error:
+        except (RegistryError, OSError, RuntimeError, ValueError) as error:
             log.error("kept model %s: could not load %s: %s", self.model.version, version, error)

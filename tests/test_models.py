@@ -103,3 +103,18 @@ def test_a_pinned_version_is_never_swapped(tmp_path, fitted):
     watcher = registry.ModelWatcher(str(tmp_path), first.version, poll_seconds=0.5, clock=lambda: 100.0)
     registry.publish(str(tmp_path), fitted[1], {}, version="20260105T000000Z")
     assert watcher.current().version == first.version
+
+
+def test_a_model_trained_on_other_features_is_refused_and_the_watcher_keeps_the_current_one(tmp_path, fitted):
+    from flink_jobs.detectors.iforest import IncompatibleModel
+    good = registry.publish(str(tmp_path), fitted[1], {"feature_names": list(FEATURE_NAMES)}, version="20260101T000000Z")
+    old = registry.publish(str(tmp_path), fitted[1], {"feature_names": ["z_score", "price_change_pct"]},
+                           version="20260102T000000Z")
+    with pytest.raises(IncompatibleModel, match="retrain"):
+        OnnxIsolationForest.from_registry(old)
+    (tmp_path / "LATEST").write_text(good.version + "\n")
+    clock = {"now": 0.0}
+    watcher = registry.ModelWatcher(str(tmp_path), "latest", poll_seconds=1, clock=lambda: clock["now"])
+    (tmp_path / "LATEST").write_text(old.version + "\n")
+    clock["now"] = 2.0
+    assert watcher.current().version == good.version and watcher.swaps == 0

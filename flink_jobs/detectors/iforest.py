@@ -9,6 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 
+class IncompatibleModel(ValueError):
+    pass
+
+
 class OnnxIsolationForest:
     """`combined_threshold`: the score below which the forest *confirms* a z-score alert in the
     combined method, looser than its own outlier cut at 0 (see models/train.py)."""
@@ -32,7 +36,14 @@ class OnnxIsolationForest:
 
     @classmethod
     def from_registry(cls, model) -> "OnnxIsolationForest":
-        """A models.registry.ModelVersion, with the thresholds recorded at training."""
+        """A models.registry.ModelVersion, with the thresholds recorded at training. A model
+        trained on other features (an older feature set) is refused: it would score nonsense."""
+        from flink_jobs.features.symbol_state import FEATURE_NAMES
+
+        trained_on = model.metadata.get("feature_names")
+        if trained_on is not None and list(trained_on) != list(FEATURE_NAMES):
+            raise IncompatibleModel(f"model {model.version} was trained on features {trained_on}, "
+                                    f"the job computes {list(FEATURE_NAMES)}: retrain it")
         threshold = model.metadata.get("thresholds", {}).get("combined", 0.0)
         return cls.from_file(model.onnx_path, model.version, threshold)
 
