@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup demo test test-unit test-e2e kafka-start kafka-stop flink-start flink-stop status lock clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 setup:  ## venv from the pinned requirements, Kafka and connector jars from Maven Central
 	bash deploy/local/setup.sh

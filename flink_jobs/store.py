@@ -200,9 +200,14 @@ class ServerStore(Store):
     def __init__(self, config: StoreConfig):
         super().__init__(config)
         import clickhouse_connect
+        from clickhouse_connect.driver.exceptions import ClickHouseError
 
-        self._client = clickhouse_connect.get_client(
-            dsn=config.clickhouse_url, username=config.user, password=config.password)
+        try:
+            self._client = clickhouse_connect.get_client(
+                dsn=config.clickhouse_url, username=config.user, password=config.password)
+        except ClickHouseError as error:
+            raise StoreError(f"cannot reach ClickHouse at CLICKHOUSE_URL={redacted(config.clickhouse_url)}: "
+                             f"{str(error).split(' (Caused')[0][:200]}") from None
         self._command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
         self._client.database = self.database
 
@@ -219,10 +224,15 @@ class ServerStore(Store):
         self._client.insert_arrow(table, data, database=self.database)
 
 
+def redacted(url: str) -> str:
+    """A URL without the password it may carry (user:password@host), for logs and errors."""
+    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
+
+
 def open_store(config: StoreConfig) -> Store:
     """The backend the configuration names: a server when CLICKHOUSE_URL is set, else chDB."""
     if config.backend == "clickhouse":
-        log.info("store: ClickHouse server %s, database %s", config.clickhouse_url, config.database)
+        log.info("store: ClickHouse server %s, database %s", redacted(config.clickhouse_url), config.database)
         return ServerStore(config)
     log.info("store: embedded chDB at %s, database %s", config.chdb_path, config.database)
     return ChdbStore(config)

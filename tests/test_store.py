@@ -89,3 +89,11 @@ def test_a_second_process_gets_a_clear_error_while_one_owns_the_embedded_store(t
         owner.join(30)
     with ChdbStore(load({"CHDB_PATH": path}).store) as reopened:
         assert reopened.scalar("SELECT 1") == 1
+
+
+def test_a_clickhouse_url_selects_the_server_backend_and_an_unreachable_server_is_a_clear_error():
+    # No ClickHouse server runs here (STACK.md): the real client meets a closed port.
+    cfg = load({"CLICKHOUSE_URL": "http://reader:s3cret@127.0.0.1:1", "CLICKHOUSE_PASSWORD": "s3cret"}).store
+    with pytest.raises(StoreError, match=r"cannot reach ClickHouse at CLICKHOUSE_URL=http://reader:\*\*\*@127.0.0.1:1") as caught:
+        open_store(cfg)
+    assert "s3cret" not in str(caught.value)
