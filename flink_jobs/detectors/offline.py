@@ -11,7 +11,6 @@ from typing import Iterable
 import numpy as np
 
 from config import DetectionConfig
-from flink_jobs.detectors.base import Anomaly
 from flink_jobs.detectors.methods import Cooldown, fired_methods, make_anomaly
 from flink_jobs.detectors.zscore import ZScoreDetector
 from flink_jobs.features.symbol_state import SymbolState, observe
