@@ -16,11 +16,9 @@ from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, 
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 from pyflink.datastream.time_domain import TimeDomain
 
-import numpy as np
-
 from config import DetectionConfig, StoreConfig
 from flink_jobs.detectors.base import Anomaly
-from flink_jobs.detectors.methods import Cooldown, fired_methods, make_anomaly
+from flink_jobs.detectors.methods import Cooldown, candidates, score_batch
 from flink_jobs.detectors.zscore import ZScoreDetector
 from flink_jobs.features.symbol_state import SymbolState, TradeFeatures, observe
 from flink_jobs.trades import InvalidTrade, Trade, parse_trade
@@ -176,22 +174,15 @@ class ScoreTrades(KeyedProcessFunction):
     def _flush(self):
         if not self.pending:
             return
-        batch, self.pending = self.pending, []
-        if self.models is not None:
-            model = self.models.current()
-            scores, labels = model.score(np.array([f.vector() for _, f in batch], dtype=np.float32))
-            version, combined_threshold = model.version, model.combined_threshold
+        pending, self.pending = self.pending, []
+        model = self.models.current() if self.models is not None else None
+        batch = score_batch(model, [features for _, features in pending])
+        if model is not None:
             self.batches.inc()
-        else:
-            scores, labels, version = np.full(len(batch), np.nan), np.ones(len(batch)), ""
-            combined_threshold = float("-inf")
-        for (trade, features), if_score, label in zip(batch, scores.tolist(), labels.tolist()):
-            yield trade_row(trade, features, if_score, version)
-            fired = fired_methods(self.detection.methods, self.zscore.fires(trade.symbol, features),
-                                  label == -1 and features.history >= self.detection.min_history,
-                                  if_score < combined_threshold)
-            for method in fired:
-                yield CANDIDATES, make_anomaly(method, trade, features, self.zscore, if_score, version)
+        for (trade, features), if_score, label in zip(pending, batch.scores, batch.labels):
+            yield trade_row(trade, features, if_score, batch.version)
+            for anomaly in candidates(self.detection, self.zscore, trade, features, if_score, label, batch):
+                yield CANDIDATES, anomaly
 
 
 class ApplyCooldown(KeyedProcessFunction):

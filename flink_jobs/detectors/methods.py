@@ -1,6 +1,8 @@
-"""The three methods side by side: which fire for a scored trade, and the Anomaly each raises.
+"""The three methods side by side: scoring a micro-batch, which methods fire for each scored trade,
+and the Anomaly each raises. The Flink job (operators.ScoreTrades) and the offline reference
+(offline.py) both go through `score_batch` and `candidates`, so they cannot decide differently.
 
-- zscore: the return z-score reaches the symbol's threshold (zscore.py).
+- zscore: the largest of the return, size and rate z-scores reaches the symbol's threshold (zscore.py).
 - iforest: the Isolation Forest labels the trade an outlier (score below 0).
 - combined: both agree: the z-score fires and the forest confirms (score below the model's
   combined threshold, the 1% most unusual of its training data); the filtered method.
@@ -8,11 +10,42 @@ Cooldown is separate (Cooldown below) because it needs the symbol's state after 
 """
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from config import DetectionConfig
 from flink_jobs.detectors.base import (SEVERITY_ORDER, Anomaly, describe_features, iforest_severity,
                                        zscore_severity)
 from flink_jobs.detectors.zscore import ZScoreDetector
 from flink_jobs.features.symbol_state import TradeFeatures
 from flink_jobs.trades import Trade
+
+
+class ScoredBatch(NamedTuple):
+    scores: list            # Isolation Forest score per trade (NaN without a model)
+    labels: list            # -1 outlier, 1 inlier
+    version: str            # model version, "" without a model
+    combined_threshold: float
+
+
+def score_batch(model, features: list[TradeFeatures]) -> ScoredBatch:
+    """One onnxruntime call for the whole batch. Without a model (DETECTION_METHODS=zscore) the
+    scores are NaN and neither fire the forest nor confirm a z-score."""
+    if model is None:
+        return ScoredBatch([math.nan] * len(features), [1] * len(features), "", -math.inf)
+    scores, labels = model.score(np.array([f.vector() for f in features], dtype=np.float32))
+    return ScoredBatch(scores.tolist(), labels.tolist(), model.version, model.combined_threshold)
+
+
+def candidates(config: DetectionConfig, zscore: ZScoreDetector, trade: Trade, features: TradeFeatures,
+               if_score: float, label: int, batch: ScoredBatch) -> list[Anomaly]:
+    """The anomalies each method raises for one scored trade, before cooldown."""
+    fired = fired_methods(config.methods, zscore.fires(trade.symbol, features),
+                          label == -1 and features.history >= config.min_history,
+                          if_score < batch.combined_threshold)
+    return [make_anomaly(method, trade, features, zscore, if_score, batch.version) for method in fired]
 
 
 def fired_methods(methods: tuple, zscore_fires: bool, iforest_fires: bool, iforest_confirms: bool) -> list[str]:

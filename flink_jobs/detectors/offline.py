@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
-import numpy as np
-
 from config import DetectionConfig
-from flink_jobs.detectors.methods import Cooldown, fired_methods, make_anomaly
+from flink_jobs.detectors.methods import Cooldown, candidates, score_batch
 from flink_jobs.detectors.zscore import ZScoreDetector
 from flink_jobs.features.symbol_state import SymbolState, observe
 from flink_jobs.trades import Trade
@@ -29,24 +27,15 @@ def detect(trades: Iterable[Trade], config: DetectionConfig, model=None, batch_s
         state = states.setdefault(trade.symbol, SymbolState(config.window_size))
         if not state.is_replay_of_seen_trade(trade):
             observed.append((trade, observe(state, trade)))
-    scores = np.full(len(observed), np.nan)
-    labels = np.ones(len(observed))
-    if model is not None:
-        for start in range(0, len(observed), batch_size):
-            chunk = observed[start:start + batch_size]
-            s, lab = model.score(np.array([f.vector() for _, f in chunk], dtype=np.float32))
-            scores[start:start + len(chunk)], labels[start:start + len(chunk)] = s, lab
-    version = model.version if model is not None else ""
-    combined_threshold = model.combined_threshold if model is not None else float("-inf")
     last_by_symbol: dict[str, dict] = {}
     scored, anomalies = [], []
-    for (trade, features), if_score, label in zip(observed, scores.tolist(), labels.tolist()):
-        scored.append((trade, features, if_score))
-        fired = fired_methods(config.methods, zscore.fires(trade.symbol, features),
-                              label == -1 and features.history >= config.min_history,
-                              if_score < combined_threshold)
-        for method in fired:
-            last = last_by_symbol.setdefault(trade.symbol, {})
-            if cooldown.allow(last, method, trade.trade_time_ms):
-                anomalies.append(make_anomaly(method, trade, features, zscore, if_score, version))
+    for start in range(0, len(observed), batch_size):
+        chunk = observed[start:start + batch_size]
+        batch = score_batch(model, [f for _, f in chunk])
+        for (trade, features), if_score, label in zip(chunk, batch.scores, batch.labels):
+            scored.append((trade, features, if_score))
+            for anomaly in candidates(config, zscore, trade, features, if_score, label, batch):
+                last = last_by_symbol.setdefault(trade.symbol, {})
+                if cooldown.allow(last, anomaly.method, trade.trade_time_ms):
+                    anomalies.append(anomaly)
     return scored, anomalies
