@@ -4,8 +4,10 @@ import math
 import numpy as np
 import pytest
 
-from flink_jobs.features.symbol_state import (FEATURE_NAMES, IMBALANCE_WINDOW, VELOCITY_WINDOW, VOLUME_WINDOW,
-                                              VWAP_WINDOW, SymbolState, observe)
+from flink_jobs.features.symbol_state import (FEATURE_NAMES, IMBALANCE_WINDOW, LOG_SIZE_WINDOW,
+                                              RATE_BASELINE_TAU_S, RATE_OVERDISPERSION, RATE_Z_PRIOR,
+                                              VELOCITY_WINDOW, VOLUME_WINDOW, VWAP_WINDOW, SymbolState, observe)
+from flink_jobs.features.windows import DecayingRate
 from flink_jobs.trades import Trade
 
 from tests.conftest import read_sample_trades
@@ -28,6 +30,22 @@ def real():
             "ret": np.concatenate([[0.0], np.diff(np.log(prices))])}
 
 
+def rate_before(t: np.ndarray, i: int) -> float | None:
+    """Trades per second before trade i: every earlier trade weighted exp(-age / tau), divided by
+    the weight the history since the first trade can carry (the definition in plain numpy)."""
+    tau_ms = RATE_BASELINE_TAU_S * 1000
+    if i == 0 or t[i] <= t[0]:
+        return None
+    weights = np.exp(-(t[i] - t[:i]) / tau_ms).sum()
+    return weights / (tau_ms * (1 - np.exp(-(t[i] - t[0]) / tau_ms))) * 1000
+
+
+def duration_scale(t: np.ndarray, i: int) -> float:
+    rate = rate_before(t, i)
+    gap_s = (t[i] - t[i - 1]) / 1000 if i else 0.0
+    return 1.0 if not rate else math.sqrt(max(1.0, gap_s * rate))
+
+
 def column(real, name):
     return np.array([getattr(f, name) for f in real["features"]])
 
@@ -40,7 +58,7 @@ def test_feature_vector_follows_feature_names(real):
     assert f.vector() == [getattr(f, name) for name in FEATURE_NAMES]
 
 
-def test_price_and_return_zscores_use_the_window_before_the_trade(real):
+def test_price_and_return_zscores_use_the_window_before_the_trade_and_the_time_it_took(real):
     p, r = real["price"], real["ret"]
     # Deviations are floored at 0.1 bp (MIN_RETURN_STD): of the mean price, and of returns.
     for i in SAMPLE:
@@ -49,7 +67,7 @@ def test_price_and_return_zscores_use_the_window_before_the_trade(real):
         assert column(real, "z_price")[i] == pytest.approx(expected, rel=1e-6, abs=1e-9)
         returns = r[max(1, i - WINDOW):i]
         if len(returns) > 1:
-            expected = (r[i] - returns.mean()) / max(returns.std(), 1e-5)
+            expected = (r[i] - returns.mean()) / max(returns.std(), 1e-5) / duration_scale(real["time"], i)
             assert real["features"][i].z_return == pytest.approx(expected, rel=1e-6)
 
 
@@ -81,15 +99,65 @@ def test_velocity_is_percent_change_over_20_trades_per_second(real):
         assert real["features"][i].price_velocity_pct_s == pytest.approx((p[i] / p[j] - 1) * 100 / span, rel=1e-9, abs=1e-12)
 
 
-def test_trade_rate_burst_is_trades_in_the_last_second_over_its_ewma(real):
+def test_trade_rate_burst_and_rate_z_against_the_time_weighted_baseline(real):
     t = real["time"]
-    counts = np.array([np.sum((t[:i + 1] > t[i] - 1000)) for i in range(len(t))])
-    baseline = None
-    for i, count in enumerate(counts):
-        expected = count / baseline if baseline else 1.0
-        if i in SAMPLE:
-            assert real["features"][i].trade_rate_burst == pytest.approx(expected, rel=1e-9)
-        baseline = count if baseline is None else baseline + 0.01 * (count - baseline)
+    for i in SAMPLE:
+        count = int(np.sum(t[:i + 1] > t[i] - 1000))
+        baseline = rate_before(t, i)
+        f = real["features"][i]
+        assert f.trade_rate_burst == pytest.approx(count / baseline if baseline else 1.0, rel=1e-6)
+        expected_z = (count - baseline) / math.sqrt(RATE_OVERDISPERSION * baseline + RATE_Z_PRIOR) if baseline else 0.0
+        assert f.rate_z == pytest.approx(expected_z, rel=1e-6, abs=1e-9)
+
+
+def test_volume_z_is_log_size_against_the_median_and_upper_tail_of_the_previous_100(real):
+    q = real["qty"]
+    for i in SAMPLE:
+        if i < 5:
+            continue
+        logs = np.log(q[max(0, i - LOG_SIZE_WINDOW):i])
+        median = np.median(logs)
+        spread = np.quantile(logs, 0.95) - median
+        expected = (np.log(q[i]) - median) / (spread / 1.6449) if spread > 1e-12 else 0.0
+        assert real["features"][i].volume_z == pytest.approx(expected, rel=1e-6, abs=1e-9)
+
+
+def test_decaying_rate_measures_a_steady_rate_from_the_start():
+    rate = DecayingRate(60.0)
+    for i in range(200):  # 4 trades per second, measured long before tau has passed
+        if i >= 2:
+            assert rate.per_second(i * 250) == pytest.approx(4.0, rel=0.01)
+        rate.add(i * 250)
+    assert DecayingRate(60.0).per_second(0) is None
+
+
+def test_a_burst_of_trades_stands_out_against_the_minute_before_it():
+    """80 trades in one second on a market trading about 1.5 per second: the per-trade baseline of
+    the first design followed the burst within it; the time-weighted one does not."""
+    rng = np.random.default_rng(3)
+    times = list(np.cumsum(rng.exponential(667, 600)).astype(int))
+    burst_start = times[-1] + 500
+    times += [burst_start + k * 12 for k in range(80)]
+    state = SymbolState(1000)
+    features = [observe(state, Trade("X", i, 100.0, 1.0, int(ms), int(ms), False)) for i, ms in enumerate(times)]
+    assert max(f.rate_z for f in features[50:600]) < 3.5
+    assert features[-1].rate_z > 10 and features[-1].trade_rate_burst > 20
+
+
+def test_a_move_after_a_long_silence_scores_lower_than_the_same_move_between_quick_trades():
+    def last_z(final_gap_ms):
+        rng = np.random.default_rng(4)  # the same market both times
+        state = SymbolState(1000)
+        price, ms, features = 100.0, 0, None
+        for i in range(500):
+            price *= math.exp(rng.normal(0, 1e-4))
+            ms += 500
+            observe(state, Trade("X", i, price, 1.0, ms, ms, False))
+        features = observe(state, Trade("X", 500, price * 1.001, 1.0, ms + final_gap_ms, ms + final_gap_ms, False))
+        return features.z_return
+    # The exact scaling is checked against numpy on real trades above; here: what it is for.
+    quick, after_silence = last_z(500), last_z(60_000)
+    assert quick > 5 and after_silence < quick / 5
 
 
 def test_buy_sell_imbalance_over_the_last_50_trades_including_this_one(real):
@@ -109,7 +177,8 @@ def test_robust_return_zscore_uses_median_and_mad_refreshed_every_50_trades(real
         mad = np.median(np.abs(window - median))
         if mad == 0:
             mad = np.mean(np.abs(window - median)) * 1.2533 / 1.4826
-        assert real["features"][i].robust_z_return == pytest.approx((r[i] - median) / (1.4826 * mad), rel=1e-6)
+        expected = (r[i] - median) / (1.4826 * mad) / duration_scale(real["time"], i)
+        assert real["features"][i].robust_z_return == pytest.approx(expected, rel=1e-6)
 
 
 def test_a_spike_stands_out_more_in_the_robust_score_after_an_earlier_spike():

@@ -14,21 +14,30 @@ from collections import deque
 from typing import NamedTuple
 
 from flink_jobs.features.rolling import RollingStats
-from flink_jobs.features.windows import EventsInLast, Ewma, RollingMedian, RollingSum
+from flink_jobs.features.windows import DecayingRate, EventsInLast, RollingMedian, RollingSum
 from flink_jobs.trades import Trade
 
 VWAP_WINDOW = 100          # trades in the VWAP the price is compared with
 VOLUME_WINDOW = 50         # trades in the median size a trade's size is compared with
+LOG_SIZE_WINDOW = 100      # trades in the size distribution the volume z-score measures against
+SIZE_TAIL_QUANTILE = 0.95  # its upper-tail spread: from the median to this quantile...
+SIZE_TAIL_NORMAL_Z = 1.6449  # ...which lies this many standard deviations up in a normal
 VELOCITY_WINDOW = 20       # trades back for the price velocity
 IMBALANCE_WINDOW = 50      # trades in the buy/sell imbalance
 RATE_SPAN_MS = 1000        # the trade rate is trades in the trailing second...
-RATE_BASELINE_ALPHA = 0.01  # ...against its own EWMA (about the last 100 trades)
+RATE_BASELINE_TAU_S = 60.0  # ...against the symbol's trades per second, weighted over ~1 minute
 ROBUST_REFRESH = 50        # trades between recomputations of the return median and MAD
 MIN_VELOCITY_SPAN_S = 0.1  # a burst inside one millisecond is not an infinite velocity
 MAD_TO_STD = 1.4826        # MAD x this = standard deviation for normal data
 MIN_RETURN_STD = 1e-5      # 0.1 bp: below this, return z-scores measure rounding, not the market
 
-RATE_Z_PRIOR = 4.0         # added to the baseline in the rate z-score's variance (see _rate_z)
+RATE_OVERDISPERSION = 8.0  # variance / mean of trades per second (measured 3-18, docs/detection.md)
+RATE_Z_PRIOR = 16.0        # added to the rate z-score's variance: an idle market needs ~14 trades
+
+# Bump whenever a feature's *definition* changes (names alone would not show it): a model trained on
+# another version is refused. 2: time-weighted rate baseline, upper-tail volume z, duration-scaled
+# return z-scores.
+FEATURE_SET_VERSION = 2
 
 FEATURE_NAMES = (
     "z_price", "z_return", "robust_z_return", "price_change_pct", "time_gap_sec",
@@ -45,10 +54,10 @@ class TradeFeatures(NamedTuple):
     time_gap_sec: float          # seconds since the previous trade (0 for the first)
     vwap_deviation_pct: float    # % away from the VWAP of the last 100 trades
     volume_spike_ratio: float    # size / median size of the last 50 trades
-    volume_z: float              # log size against the median/MAD of the last 50 log sizes
+    volume_z: float              # log size against the median and upper tail of the last 100 log sizes
     price_velocity_pct_s: float  # % change over the last 20 trades per second they took
     trade_rate_burst: float      # trades in the last second / its own EWMA baseline
-    rate_z: float                # (trades in the last second - baseline) / sqrt(baseline + 4)
+    rate_z: float                # (trades in the last second - baseline) / sqrt(8 baseline + 16)
     buy_sell_imbalance: float    # (taker buy - taker sell) / total size, last 50 trades, in [-1, 1]
     # context, stored with trades and anomalies
     log_return: float
@@ -63,7 +72,7 @@ class TradeFeatures(NamedTuple):
 
 
 class SymbolState:
-    __slots__ = ("prices", "returns", "quote_volume", "base_volume", "sizes", "recent_prices",
+    __slots__ = ("prices", "returns", "quote_volume", "base_volume", "sizes", "log_sizes", "recent_prices",
                  "rate", "rate_baseline", "signed_size", "abs_size", "return_median", "return_mad",
                  "robust_age", "last_price", "last_trade_id", "last_trade_time_ms", "trades_seen")
 
@@ -73,9 +82,10 @@ class SymbolState:
         self.quote_volume = RollingSum(VWAP_WINDOW)
         self.base_volume = RollingSum(VWAP_WINDOW)
         self.sizes = RollingMedian(VOLUME_WINDOW)
+        self.log_sizes: deque = deque(maxlen=LOG_SIZE_WINDOW)
         self.recent_prices: deque = deque(maxlen=VELOCITY_WINDOW)  # (time ms, price)
         self.rate = EventsInLast(RATE_SPAN_MS)
-        self.rate_baseline = Ewma(RATE_BASELINE_ALPHA)
+        self.rate_baseline = DecayingRate(RATE_BASELINE_TAU_S)
         self.signed_size = RollingSum(IMBALANCE_WINDOW)
         self.abs_size = RollingSum(IMBALANCE_WINDOW)
         self.return_median = 0.0
@@ -128,25 +138,55 @@ def _median_of_sorted(ordered: list[float]) -> float:
 
 
 def _volume_z(state: SymbolState, qty: float) -> float:
-    """Robust z-score of log size: sizes are heavy-tailed, logs of sizes far less so, and the
-    median/MAD ignore the occasional whale that would inflate a standard deviation."""
-    sizes = state.sizes.values
-    if len(sizes) < 5:
+    """How far up the symbol's size distribution a trade's log size lies, in standard deviations.
+
+    Logs, because sizes are heavy-tailed and logs of sizes far less so. Scaled by the *upper*
+    tail (median to 95th percentile of the last 100 log sizes), because that is the side a volume
+    spike is on and its weight differs by market: real trades have whales every few minutes (a
+    30x-median trade is common in XRPETH) where other streams have a light upper tail; a
+    median/MAD scale sees only the middle of the distribution and calls both the same.
+    """
+    logs = sorted(state.log_sizes)
+    if len(logs) < 5:
         return 0.0
-    logs = sorted(math.log(q) for q in sizes)
     median = _median_of_sorted(logs)
-    mad = _median_of_sorted(sorted(abs(v - median) for v in logs))
-    if mad <= 1e-12:
+    spread = _quantile_of_sorted(logs, SIZE_TAIL_QUANTILE) - median
+    if spread <= 1e-12:
         return 0.0
-    return (math.log(qty) - median) / (MAD_TO_STD * mad)
+    return (math.log(qty) - median) / (spread / SIZE_TAIL_NORMAL_Z)
+
+
+def _quantile_of_sorted(ordered: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    if low + 1 >= len(ordered):
+        return ordered[-1]
+    return ordered[low] + (ordered[low + 1] - ordered[low]) * (position - low)
 
 
 def _rate_z(count: int, baseline: float | None) -> float:
-    """Poisson-style z-score of the trailing-second trade count against its baseline. The prior
-    in the variance keeps a quiet market (baseline near 0) from calling three trades a burst."""
+    """Z-score of the trailing-second trade count against its baseline (trades per second over
+    about the last minute of event time). Trades cluster: one taker order filled by many makers
+    prints many trades at once, so counts vary far more than a Poisson count would, and the
+    variance is RATE_OVERDISPERSION times the mean. The prior keeps an idle market (baseline
+    near 0) from calling a handful of trades a burst."""
     if baseline is None:
         return 0.0
-    return (count - baseline) / math.sqrt(baseline + RATE_Z_PRIOR)
+    return (count - baseline) / math.sqrt(RATE_OVERDISPERSION * baseline + RATE_Z_PRIOR)
+
+
+def _duration_scale(time_gap_sec: float, rate_per_s: float | None) -> float:
+    """How many typical inter-trade gaps this trade's gap spans, square-rooted (at least 1).
+
+    The return window mixes returns over typical gaps. A price diffuses: over k typical gaps its
+    variance grows about k times, so a 0.2% move after a minute of silence is ordinary where the
+    same move between two trades 0.1 s apart is not. Dividing the return z-scores by sqrt(k) asks
+    whether the move is unusual *for the time it took*. Never below 1, so fast trades keep their
+    full score (a burst of quick moves is exactly what should stand out)."""
+    if rate_per_s is None or rate_per_s <= 0.0:
+        return 1.0
+    return math.sqrt(max(1.0, time_gap_sec * rate_per_s))
 
 
 def _velocity(state: SymbolState, trade: Trade) -> float:
@@ -166,17 +206,20 @@ def observe(state: SymbolState, trade: Trade) -> TradeFeatures:
     vwap = state.quote_volume.total / state.base_volume.total if state.base_volume.total > 0 else price
     median_size = state.sizes.median
     trades_last_second = state.rate.add(trade.trade_time_ms)
-    baseline = state.rate_baseline.value
+    rate_per_s = state.rate_baseline.per_second(trade.trade_time_ms)
+    baseline = None if rate_per_s is None else rate_per_s * RATE_SPAN_MS / 1000.0
+    time_gap_sec = 0.0 if first else (trade.trade_time_ms - state.last_trade_time_ms) / 1000.0
+    duration = _duration_scale(time_gap_sec, rate_per_s)
     signed = -qty if trade.is_buyer_maker else qty  # buyer is maker: the taker sold
     state.signed_size.push(signed)
     state.abs_size.push(qty)
 
     features = TradeFeatures(
         z_price=state.prices.zscore(price, MIN_RETURN_STD * state.prices.mean),  # same 0.1 bp floor
-        z_return=state.returns.zscore(log_return, MIN_RETURN_STD),
-        robust_z_return=_robust_z(state, log_return),
+        z_return=state.returns.zscore(log_return, MIN_RETURN_STD) / duration,
+        robust_z_return=_robust_z(state, log_return) / duration,
         price_change_pct=0.0 if first else (price / state.last_price - 1.0) * 100.0,
-        time_gap_sec=0.0 if first else (trade.trade_time_ms - state.last_trade_time_ms) / 1000.0,
+        time_gap_sec=time_gap_sec,
         vwap_deviation_pct=(price / vwap - 1.0) * 100.0,
         volume_spike_ratio=qty / median_size if median_size > 0 else 1.0,
         volume_z=_volume_z(state, qty),
@@ -196,8 +239,9 @@ def observe(state: SymbolState, trade: Trade) -> TradeFeatures:
     state.quote_volume.push(price * qty)
     state.base_volume.push(qty)
     state.sizes.push(qty)
+    state.log_sizes.append(math.log(qty))
     state.recent_prices.append((trade.trade_time_ms, price))
-    state.rate_baseline.update(trades_last_second)
+    state.rate_baseline.add(trade.trade_time_ms)
     state.last_price = price
     state.last_trade_id = trade.trade_id
     state.last_trade_time_ms = trade.trade_time_ms
