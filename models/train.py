@@ -22,7 +22,7 @@ if __package__ in (None, ""):
 
 import config as app_config  # noqa: E402
 from flink_jobs.detectors.iforest import OnnxIsolationForest  # noqa: E402
-from flink_jobs.features.symbol_state import FEATURE_NAMES  # noqa: E402
+from flink_jobs.features.symbol_state import FEATURE_NAMES, FEATURE_SET_VERSION  # noqa: E402
 from models import registry  # noqa: E402
 from models.dataset import feature_matrix, trades_from_files  # noqa: E402
 
@@ -34,6 +34,11 @@ PARITY_TOLERANCE = 1e-4  # |onnx score - sklearn decision_function|; float32 inf
 # raises combined F1 on spikes, crashes and pumps from 0.77-0.84 to 0.93-0.97.) Alone (method
 # iforest) the forest cuts at its contamination (score 0).
 COMBINED_QUANTILE = 0.01
+
+
+def feature_ranges(rows: np.ndarray) -> dict:
+    """{feature: [min, max]} over the training rows: where the forest has seen data."""
+    return {name: [float(rows[:, i].min()), float(rows[:, i].max())] for i, name in enumerate(FEATURE_NAMES)}
 
 
 def thresholds(model, rows: np.ndarray, combined_quantile: float = COMBINED_QUANTILE) -> dict:
@@ -93,6 +98,8 @@ def train(paths: list[str], registry_dir: str, symbol: str | None, contamination
     parity = check_parity(model, onnx_bytes, held_out)
     metadata = {
         "feature_names": list(FEATURE_NAMES),
+        "feature_set_version": FEATURE_SET_VERSION,
+        "feature_ranges": feature_ranges(train_rows),
         "symbols": sorted(set(symbols)),
         "training_window": {"first_trade_ms": int(min(times)), "last_trade_ms": int(max(times)),
                             "rows": int(len(train_rows)), "sources": [os.path.basename(p) for p in paths]},

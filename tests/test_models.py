@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from flink_jobs.detectors.iforest import OnnxIsolationForest
-from flink_jobs.features.symbol_state import FEATURE_NAMES
+from flink_jobs.features.symbol_state import FEATURE_NAMES, FEATURE_SET_VERSION
 from models import registry
 from models.dataset import feature_matrix, trades_from_files
 from models.train import PARITY_TOLERANCE, ParityError, check_parity, fit, to_onnx_bytes, train
@@ -14,6 +14,7 @@ from models.train import PARITY_TOLERANCE, ParityError, check_parity, fit, to_on
 from tests.conftest import sample_path
 
 SAMPLES = [sample_path("ETHUSDT-trades-2023-02-02.csv"), sample_path("XRPETH-trades-2019-10-11.csv")]
+COMPATIBLE = {"feature_names": list(FEATURE_NAMES), "feature_set_version": FEATURE_SET_VERSION}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def test_training_registers_a_versioned_model_with_its_metadata(tmp_path):
     assert registry.latest_version(str(tmp_path)) == published.version
     with open(os.path.join(tmp_path, published.version, "metadata.json")) as handle:
         meta = json.load(handle)
-    assert meta["feature_names"] == list(FEATURE_NAMES)
+    assert meta["feature_names"] == list(FEATURE_NAMES) and meta["feature_set_version"] == FEATURE_SET_VERSION
     assert meta["symbols"] == ["ETHUSDT", "XRPETH"]
     assert meta["params"]["contamination"] == 0.01 and meta["params"]["random_state"] == 42
     assert meta["metrics"]["parity"]["rows"] > 1000 and len(meta["sha256"]) == 64
@@ -71,7 +72,7 @@ def test_training_registers_a_versioned_model_with_its_metadata(tmp_path):
 
 
 def test_registry_refuses_a_model_file_that_does_not_match_its_checksum(tmp_path, fitted):
-    published = registry.publish(str(tmp_path), fitted[1], {"feature_names": list(FEATURE_NAMES)})
+    published = registry.publish(str(tmp_path), fitted[1], COMPATIBLE)
     with open(published.onnx_path, "ab") as handle:
         handle.write(b"tampered")
     with pytest.raises(registry.RegistryError, match="sha256"):
@@ -82,11 +83,11 @@ def test_registry_refuses_a_model_file_that_does_not_match_its_checksum(tmp_path
 
 def test_watcher_swaps_to_a_newly_published_latest_model_after_its_poll_interval(tmp_path, fitted, matrix):
     clock = {"now": 0.0}
-    first = registry.publish(str(tmp_path), fitted[1], {}, version="20260101T000000Z")
+    first = registry.publish(str(tmp_path), fitted[1], COMPATIBLE, version="20260101T000000Z")
     watcher = registry.ModelWatcher(str(tmp_path), "latest", poll_seconds=10, clock=lambda: clock["now"])
     assert watcher.current().version == first.version
     other = to_onnx_bytes(fit(matrix[:2000], 0.05, 20, 7), matrix.shape[1])
-    second = registry.publish(str(tmp_path), other, {}, version="20260102T000000Z")
+    second = registry.publish(str(tmp_path), other, COMPATIBLE, version="20260102T000000Z")
     clock["now"] = 5.0
     assert watcher.current().version == first.version      # not polled yet
     clock["now"] = 10.0
@@ -99,15 +100,15 @@ def test_watcher_swaps_to_a_newly_published_latest_model_after_its_poll_interval
 
 
 def test_a_pinned_version_is_never_swapped(tmp_path, fitted):
-    first = registry.publish(str(tmp_path), fitted[1], {}, version="20260101T000000Z")
+    first = registry.publish(str(tmp_path), fitted[1], COMPATIBLE, version="20260101T000000Z")
     watcher = registry.ModelWatcher(str(tmp_path), first.version, poll_seconds=0.5, clock=lambda: 100.0)
-    registry.publish(str(tmp_path), fitted[1], {}, version="20260105T000000Z")
+    registry.publish(str(tmp_path), fitted[1], COMPATIBLE, version="20260105T000000Z")
     assert watcher.current().version == first.version
 
 
 def test_a_model_trained_on_other_features_is_refused_and_the_watcher_keeps_the_current_one(tmp_path, fitted):
     from flink_jobs.detectors.iforest import IncompatibleModel
-    good = registry.publish(str(tmp_path), fitted[1], {"feature_names": list(FEATURE_NAMES)}, version="20260101T000000Z")
+    good = registry.publish(str(tmp_path), fitted[1], COMPATIBLE, version="20260101T000000Z")
     old = registry.publish(str(tmp_path), fitted[1], {"feature_names": ["z_score", "price_change_pct"]},
                            version="20260102T000000Z")
     with pytest.raises(IncompatibleModel, match="retrain"):
@@ -118,3 +119,22 @@ def test_a_model_trained_on_other_features_is_refused_and_the_watcher_keeps_the_
     (tmp_path / "LATEST").write_text(old.version + "\n")
     clock["now"] = 2.0
     assert watcher.current().version == good.version and watcher.swaps == 0
+
+
+def test_a_model_of_an_older_feature_set_with_the_same_names_is_refused(tmp_path, fitted):
+    # Same column names, other definitions (e.g. before the time-weighted rate baseline).
+    from flink_jobs.detectors.iforest import IncompatibleModel
+    older = registry.publish(str(tmp_path), fitted[1], {"feature_names": list(FEATURE_NAMES)})
+    with pytest.raises(IncompatibleModel, match="feature set 1"):
+        OnnxIsolationForest.from_registry(older)
+
+
+def test_training_records_where_the_forest_has_seen_data(tmp_path, matrix):
+    published = train(SAMPLES, str(tmp_path), None, 0.01, 50, 42, 0.2, 1000, 50)
+    ranges = published.metadata["feature_ranges"]
+    assert set(ranges) == set(FEATURE_NAMES)
+    for i, name in enumerate(FEATURE_NAMES):  # the training rows are a subset of all rows
+        low, high = ranges[name]
+        assert matrix[:, i].min() <= low <= high <= matrix[:, i].max()
+    scorer = OnnxIsolationForest.from_registry(published)
+    assert scorer.feature_ranges == ranges

@@ -4,8 +4,10 @@ and the Anomaly each raises. The Flink job (operators.ScoreTrades) and the offli
 
 - zscore: the largest of the return, size and rate z-scores reaches the symbol's threshold (zscore.py).
 - iforest: the Isolation Forest labels the trade an outlier (score below 0).
-- combined: both agree: the z-score fires and the forest confirms (score below the model's
-  combined threshold, the 1% most unusual of its training data); the filtered method.
+- combined: both agree: the z-score fires and the forest confirms: its score is below the model's
+  combined threshold (the 1% most unusual of its training data), or the signal that fired lies
+  beyond anything the forest was trained on, where it cannot judge (iforest.beyond_training).
+  The filtered method.
 Cooldown is separate (Cooldown below) because it needs the symbol's state after scoring.
 """
 from __future__ import annotations
@@ -28,24 +30,32 @@ class ScoredBatch(NamedTuple):
     labels: list            # -1 outlier, 1 inlier
     version: str            # model version, "" without a model
     combined_threshold: float
+    beyond_training: object  # features -> words or None (OnnxIsolationForest.beyond_training)
+
+
+def _never(_features) -> None:
+    return None
 
 
 def score_batch(model, features: list[TradeFeatures]) -> ScoredBatch:
     """One onnxruntime call for the whole batch. Without a model (DETECTION_METHODS=zscore) the
     scores are NaN and neither fire the forest nor confirm a z-score."""
     if model is None:
-        return ScoredBatch([math.nan] * len(features), [1] * len(features), "", -math.inf)
+        return ScoredBatch([math.nan] * len(features), [1] * len(features), "", -math.inf, _never)
     scores, labels = model.score(np.array([f.vector() for f in features], dtype=np.float32))
-    return ScoredBatch(scores.tolist(), labels.tolist(), model.version, model.combined_threshold)
+    return ScoredBatch(scores.tolist(), labels.tolist(), model.version, model.combined_threshold,
+                       model.beyond_training)
 
 
 def candidates(config: DetectionConfig, zscore: ZScoreDetector, trade: Trade, features: TradeFeatures,
                if_score: float, label: int, batch: ScoredBatch) -> list[Anomaly]:
     """The anomalies each method raises for one scored trade, before cooldown."""
-    fired = fired_methods(config.methods, zscore.fires(trade.symbol, features),
+    zscore_fires = zscore.fires(trade.symbol, features)
+    novelty = batch.beyond_training(features) if zscore_fires and "combined" in config.methods else None
+    fired = fired_methods(config.methods, zscore_fires,
                           label == -1 and features.history >= config.min_history,
-                          if_score < batch.combined_threshold)
-    return [make_anomaly(method, trade, features, zscore, if_score, batch.version) for method in fired]
+                          if_score < batch.combined_threshold or novelty is not None)
+    return [make_anomaly(method, trade, features, zscore, if_score, batch.version, novelty) for method in fired]
 
 
 def fired_methods(methods: tuple, zscore_fires: bool, iforest_fires: bool, iforest_confirms: bool) -> list[str]:
@@ -54,7 +64,7 @@ def fired_methods(methods: tuple, zscore_fires: bool, iforest_fires: bool, ifore
 
 
 def make_anomaly(method: str, trade: Trade, features: TradeFeatures, zscore: ZScoreDetector,
-                 if_score: float, model_version: str) -> Anomaly:
+                 if_score: float, model_version: str, novelty: str | None = None) -> Anomaly:
     threshold = zscore.threshold(trade.symbol)
     z = zscore.score(features)
     if method == "zscore":
@@ -66,8 +76,9 @@ def make_anomaly(method: str, trade: Trade, features: TradeFeatures, zscore: ZSc
         return Anomaly(trade, features, method, if_score, 0.0, z, if_score, model_version,
                        iforest_severity(if_score), iforest_reason)
     severity = max(zscore_severity(z, threshold), iforest_severity(if_score), key=SEVERITY_ORDER.get)
+    confirmation = iforest_reason if novelty is None else f"{novelty} (model {model_version}, score {if_score:+.3f})"
     return Anomaly(trade, features, "combined", z, threshold, z, if_score, model_version, severity,
-                   f"{zscore.reason(trade.symbol, features)}; and {iforest_reason}")
+                   f"{zscore.reason(trade.symbol, features)}; and {confirmation}")
 
 
 class Cooldown:

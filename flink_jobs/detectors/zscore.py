@@ -15,6 +15,9 @@ from config import DetectionConfig
 from flink_jobs.features.symbol_state import TradeFeatures
 
 METHOD = "zscore"
+# The three signals: (feature, words, two-sided). Sizes and rates fire only upwards.
+SIGNALS = (("z_return", "return z-score", True), ("volume_z", "volume z-score", False),
+           ("rate_z", "rate z-score", False))
 
 
 class ZScoreDetector:
