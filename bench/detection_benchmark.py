@@ -27,7 +27,7 @@ from flink_jobs.detectors.iforest import OnnxIsolationForest  # noqa: E402
 from flink_jobs.detectors.offline import detect  # noqa: E402
 from flink_jobs.trades import Trade  # noqa: E402
 from models.dataset import feature_matrix, trades_from_files  # noqa: E402
-from models.train import COMBINED_QUANTILE, fit, thresholds, to_onnx_bytes  # noqa: E402
+from models.train import COMBINED_QUANTILE, feature_ranges, fit, thresholds, to_onnx_bytes  # noqa: E402
 from producer.derive import derive_trades, epoch_ms, read_candles  # noqa: E402
 
 SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "producer", "samples")
@@ -105,7 +105,8 @@ def run(small: bool, combined_quantile: float = COMBINED_QUANTILE) -> tuple[str,
     X, _, _ = feature_matrix(by_time(*train.values(), xrp_train), cfg.window_size, cfg.min_history)
     sk_model = fit(X, contamination=0.01, n_estimators=100, seed=42)
     model = OnnxIsolationForest.from_bytes(to_onnx_bytes(sk_model, X.shape[1]), "benchmark",
-                                           thresholds(sk_model, X, combined_quantile)["combined"])
+                                           thresholds(sk_model, X, combined_quantile)["combined"],
+                                           feature_ranges(X))
 
     lines = [f"Clean data: {len(symbols)} derived symbols x {hours} h of {EVAL_DAY} "
              f"({sum(len(v) for v in clean.values()):,} trades) and {len(xrp_eval):,} real XRPETH trades "

@@ -20,26 +20,34 @@ def test_report_covers_every_kind_and_method(small):
             assert f"| {kind} |" in report
 
 
-def test_combined_method_finds_spikes_crashes_and_pumps_at_least_as_well_as_the_earlier_design(small):
+def test_combined_method_finds_every_kind_of_event_better_than_the_earlier_design(small):
+    # 7-9 events per kind here, so one missed event costs 0.11-0.14 of recall; the full set
+    # (docs/detection-benchmark.md) has 135-154 per kind.
     _, results = small
-    for kind in ("spike", "flash_crash", "pump_dump"):
+    for kind in KINDS:
         ours, theirs = results[(kind, "combined")]["ours"], results[(kind, "combined")]["baseline"]
-        assert ours["recall"] >= 0.9 and ours["f1"] >= theirs["f1"], (kind, ours, theirs)
-    for kind in ("spike", "flash_crash"):
+        assert ours["recall"] >= 0.85 and ours["f1"] >= 0.85, (kind, ours)
+    mean_f1 = {side: sum(results[(k, "combined")][side]["f1"] for k in KINDS) / len(KINDS)
+               for side in ("ours", "baseline")}
+    assert mean_f1["ours"] >= 0.9 and mean_f1["ours"] > mean_f1["baseline"] + 0.2, mean_f1
+    for kind in ("spike", "flash_crash", "volume_spike", "trade_burst"):
         assert results[(kind, "combined")]["ours"]["delay"] <= 2.0
 
 
 def test_ours_beats_the_earlier_design_where_it_was_blind(small):
     # The earlier design watched price alone: size and rate events passed unseen.
     _, results = small
-    for kind, method in (("volume_spike", "zscore"), ("trade_burst", "zscore"), ("trade_burst", "combined")):
-        ours, theirs = results[(kind, method)]["ours"], results[(kind, method)]["baseline"]
-        assert ours["f1"] > theirs["f1"], (kind, method, ours, theirs)
+    for kind in ("volume_spike", "trade_burst"):
+        for method in ("zscore", "combined"):
+            ours, theirs = results[(kind, method)]["ours"], results[(kind, method)]["baseline"]
+            assert ours["f1"] > theirs["f1"] + 0.3, (kind, method, ours, theirs)
 
 
-def test_combined_method_stays_quiet_on_clean_derived_trades(small):
+def test_combined_method_stays_quiet_on_clean_trades(small):
     _, results = small
     assert results[("derived", "combined")] <= 1.0
+    # Real XRPETH: 12 alerts in 11 h, each a move of hundreds of ticks on an illiquid pair.
+    assert results[("real XRPETH", "combined")] <= 1.2
 
 
 def test_planted_events_are_where_the_ground_truth_says():
