@@ -48,6 +48,43 @@ class KafkaConfig:
         choices=("earliest", "latest", "committed"))
     partitions: int = setting(
         "KAFKA_TOPIC_PARTITIONS", 2, "Partitions when the producer creates the topic", minimum=1, maximum=10000)
+    replication_factor: int = setting(
+        "KAFKA_REPLICATION_FACTOR", 1, "Replication factor when the producer creates a topic (3 on managed Kafka)",
+        minimum=1, maximum=32)
+    retention_ms: int = setting(
+        "KAFKA_RETENTION_MS", 7 * 24 * 3600 * 1000,
+        "retention.ms of topics the producer creates; -1 keeps messages forever", minimum=-1)
+    dead_letter_topic: str = setting(
+        "KAFKA_DEAD_LETTER_TOPIC", "trades-dead-letter",
+        "Topic of websocket frames the live producer could not use, raw, with a 'reason' header")
+    gaps_topic: str = setting(
+        "KAFKA_GAPS_TOPIC", "trade-gaps",
+        "Topic of trade-id gaps the live producer saw (JSON records, keyed by symbol)")
+    compression: str = setting(
+        "KAFKA_COMPRESSION", "lz4", "Producer compression codec",
+        choices=("none", "gzip", "lz4", "zstd"))
+    linger_ms: int = setting(
+        "KAFKA_LINGER_MS", 20, "How long the producer waits to fill a batch", minimum=0, maximum=60_000)
+    batch_size: int = setting(
+        "KAFKA_BATCH_SIZE", 256 * 1024, "Largest producer batch per partition, bytes", minimum=1024,
+        maximum=16 * 1024 * 1024)
+    delivery_timeout_ms: int = setting(
+        "KAFKA_DELIVERY_TIMEOUT_MS", 120_000,
+        "How long a message may wait for the broker (retries included) before it counts as lost",
+        minimum=1000, maximum=3_600_000)
+    security_protocol: str = setting(
+        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (Confluent Cloud: SASL_SSL)",
+        choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
+    sasl_mechanism: str = setting(
+        "KAFKA_SASL_MECHANISM", "PLAIN", "SASL mechanism for SASL_* protocols",
+        choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"))
+    sasl_username: str = setting("KAFKA_SASL_USERNAME", "", "SASL user name (Confluent Cloud: the API key)")
+    sasl_password: str = setting(
+        "KAFKA_SASL_PASSWORD", "", "SASL password (Confluent Cloud: the API secret); never logged", secret=True)
+    ssl_cafile: str = setting(
+        "KAFKA_SSL_CAFILE", "", "CA bundle that signs the brokers' certificates; empty = the system's")
+    ssl_check_hostname: bool = setting(
+        "KAFKA_SSL_CHECK_HOSTNAME", True, "Check that broker certificates name the host")
 
 
 @dataclass(frozen=True)
@@ -133,14 +170,68 @@ class JobConfig:
 
 
 @dataclass(frozen=True)
+class LiveConfig:
+    ws_url: str = setting(
+        "BINANCE_WS_URL", "wss://stream.binance.com:9443",
+        "Binance websocket base; data-only: wss://data-stream.binance.vision, US: wss://stream.binance.us:9443")
+    rest_url: str = setting(
+        "BINANCE_REST_URL", "https://api.binance.com",
+        "Binance REST base for exchangeInfo and backfill; data-only: https://data-api.binance.vision, "
+        "US: https://api.binance.us; empty = no REST")
+    quote_asset: str = setting("LIVE_QUOTE_ASSET", "USDT", "With SYMBOLS='*', every trading pair quoted in this asset")
+    max_streams_per_connection: int = setting(
+        "WS_MAX_STREAMS_PER_CONNECTION", 200, "Streams per websocket connection (Binance allows 1024)",
+        minimum=1, maximum=1024)
+    ping_interval_s: float = setting(
+        "WS_PING_INTERVAL_S", 20.0, "Seconds between the client's own pings", minimum=0.05, maximum=600.0)
+    ping_timeout_s: float = setting(
+        "WS_PING_TIMEOUT_S", 10.0, "A connection without a pong this long after a ping is dropped and reopened",
+        minimum=0.02, maximum=600.0)
+    reconnect_initial_s: float = setting(
+        "WS_RECONNECT_INITIAL_S", 1.0, "First reconnect delay; doubles per failed attempt, with jitter",
+        minimum=0.0, maximum=600.0)
+    reconnect_max_s: float = setting(
+        "WS_RECONNECT_MAX_S", 60.0, "Longest reconnect delay", minimum=0.0, maximum=3600.0)
+    max_connection_age_s: float = setting(
+        "WS_MAX_CONNECTION_AGE_S", 85_800.0,
+        "Reconnect on our terms before Binance cuts a connection at 24 hours", minimum=0.1, maximum=86_400.0)
+    queue_size: int = setting(
+        "LIVE_QUEUE_SIZE", 100_000, "Messages buffered between the websocket threads and the Kafka sender",
+        minimum=1, maximum=10_000_000)
+    max_unacked: int = setting(
+        "LIVE_MAX_UNACKED", 50_000,
+        "Messages handed to the Kafka client and not yet acknowledged; the sender waits above it "
+        "(kafka-python's own buffer has no memory bound)", minimum=1, maximum=10_000_000)
+    enqueue_timeout_ms: int = setting(
+        "LIVE_ENQUEUE_TIMEOUT_MS", 1000,
+        "How long a websocket thread waits for room in a full queue before the message is dropped (counted)",
+        minimum=0, maximum=60_000)
+    backfill: bool = setting("LIVE_BACKFILL", True, "Fetch the trades of a gap from REST historicalTrades")
+    backfill_max_trades: int = setting(
+        "LIVE_BACKFILL_MAX_TRADES", 10_000, "Larger gaps are recorded, not backfilled", minimum=1, maximum=1_000_000)
+    backfill_hold_max: int = setting(
+        "LIVE_BACKFILL_HOLD_MAX", 20_000,
+        "Live trades of one symbol held back (to keep id order) while its gap is backfilled; beyond, the "
+        "backfill is abandoned", minimum=1, maximum=1_000_000)
+    rest_timeout_s: float = setting(
+        "BINANCE_REST_TIMEOUT_S", 5.0, "Timeout of each REST request", minimum=0.1, maximum=120.0)
+    metrics_port: int = setting(
+        "LIVE_METRICS_PORT", 9108, "Port of /metrics, /healthz and /readyz; 0 = off", minimum=0, maximum=65535)
+    stats_interval_s: float = setting(
+        "LIVE_STATS_INTERVAL_S", 30.0, "Seconds between stats log lines", minimum=0.1, maximum=86_400.0)
+
+
+@dataclass(frozen=True)
 class AppConfig:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     job: JobConfig = field(default_factory=JobConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
 
 
-SECTIONS = {"kafka": KafkaConfig, "detection": DetectionConfig, "store": StoreConfig, "job": JobConfig}
+SECTIONS = {"kafka": KafkaConfig, "detection": DetectionConfig, "store": StoreConfig, "job": JobConfig,
+            "live": LiveConfig}
 
 
 def _parse(f: dataclasses.Field, raw: str):
@@ -228,6 +319,29 @@ def _validate_detection(d: DetectionConfig) -> DetectionConfig:
                                zscore_thresholds=_parse_thresholds(d.zscore_thresholds))
 
 
+def _validate_kafka(k: KafkaConfig) -> KafkaConfig:
+    if k.security_protocol.startswith("SASL_") and not (k.sasl_username and k.sasl_password):
+        raise ConfigError(f"KAFKA_SECURITY_PROTOCOL={k.security_protocol}: needs KAFKA_SASL_USERNAME and "
+                          "KAFKA_SASL_PASSWORD")
+    if k.ssl_cafile and not os.path.isfile(k.ssl_cafile):
+        raise ConfigError(f"KAFKA_SSL_CAFILE={k.ssl_cafile!r}: no such file")
+    return k
+
+
+def _validate_live(v: LiveConfig) -> LiveConfig:
+    for name, url, schemes in (("BINANCE_WS_URL", v.ws_url, ("ws://", "wss://")),
+                               ("BINANCE_REST_URL", v.rest_url, ("http://", "https://"))):
+        if url and not url.startswith(schemes):
+            raise ConfigError(f"{name}={url!r}: must start with {' or '.join(schemes)}")
+    if v.ping_interval_s <= v.ping_timeout_s:
+        raise ConfigError(f"WS_PING_INTERVAL_S={v.ping_interval_s}: must exceed WS_PING_TIMEOUT_S={v.ping_timeout_s}")
+    if v.reconnect_max_s < v.reconnect_initial_s:
+        raise ConfigError(f"WS_RECONNECT_MAX_S={v.reconnect_max_s}: must not be below "
+                          f"WS_RECONNECT_INITIAL_S={v.reconnect_initial_s}")
+    return dataclasses.replace(v, ws_url=v.ws_url.rstrip("/"), rest_url=v.rest_url.rstrip("/"),
+                               quote_asset=v.quote_asset.upper())
+
+
 def load(environ: Mapping[str, str] | None = None, **overrides: Mapping[str, object]) -> AppConfig:
     """Builds the validated configuration: overrides (per section) > environment > defaults.
 
@@ -237,6 +351,8 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Mapping[str, obj
     sections = {name: _section_from_env(cls, environ, overrides.get(name, {}))
                 for name, cls in SECTIONS.items()}
     sections["detection"] = _validate_detection(sections["detection"])
+    sections["kafka"] = _validate_kafka(sections["kafka"])
+    sections["live"] = _validate_live(sections["live"])
     return AppConfig(**sections)
 
 

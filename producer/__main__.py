@@ -1,11 +1,13 @@
 """Command line of the producer.
 
+    python -m producer live [--symbols BTCUSDT,ETHUSDT|*] [--ws-url URL] [--rest-url URL] [--create-topics]
     python -m producer replay FILE... [--speed max|1|10] [--symbol S] [--create-topic]
     python -m producer create-topic [--recreate]
     python -m producer derive --candles F --symbol S --start ISO --end ISO --trades N --seed N --out F
 
 Kafka settings default to the environment (KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC,
-KAFKA_TOPIC_PARTITIONS; see `python config.py`).
+KAFKA_TOPIC_PARTITIONS, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*; see `python config.py`).
+The live command stops gracefully on SIGINT or SIGTERM, flushing Kafka.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import time
 import config as app_config
 from config import ConfigError
 from producer.derive import epoch_ms, derive_trades, read_candles, write_binance_csv
+from producer.binance_rest import RestError
 from producer.publisher import PublishError, Publisher, create_topic
 from producer.replay import merged_records, replay
 from producer.sources import SourceError
@@ -51,6 +54,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     rp.add_argument("--create-topic", action="store_true", help="create the topic first if it is missing")
     rp.add_argument("--recreate-topic", action="store_true", help="delete and create the topic first")
 
+    lv = commands.add_parser(
+        "live", parents=[kafka], help="stream Binance trades into Kafka (websocket, gaps backfilled, metrics)",
+        description="Streams the trade streams of SYMBOLS from Binance's combined-stream websocket into "
+                    "KAFKA_TOPIC. Gaps go to KAFKA_GAPS_TOPIC, malformed frames to KAFKA_DEAD_LETTER_TOPIC; "
+                    "/metrics, /healthz and /readyz on LIVE_METRICS_PORT. Every WS_*, LIVE_* and BINANCE_* "
+                    "variable of `python config.py` applies.")
+    lv.add_argument("--symbols", help="comma-separated, or '*' for every LIVE_QUOTE_ASSET pair [SYMBOLS]")
+    lv.add_argument("--ws-url", help="[BINANCE_WS_URL]")
+    lv.add_argument("--rest-url", help="empty = no REST (no exchangeInfo, no backfill) [BINANCE_REST_URL]")
+    lv.add_argument("--metrics-port", type=int, help="0 = off [LIVE_METRICS_PORT]")
+    lv.add_argument("--create-topics", action="store_true",
+                    help="create the trades, dead-letter and gaps topics first if they are missing")
+    lv.add_argument("--run-for", type=float, help="stop after this many seconds (tests, trials)")
+
     ct = commands.add_parser("create-topic", parents=[kafka], help="create the topic")
     ct.add_argument("--recreate", action="store_true", help="delete it first (drops its data)")
 
@@ -83,6 +100,11 @@ def run_replay(args, kafka) -> int:
     return 0 if publisher.failed == 0 and publisher.acked == count else 1
 
 
+def run_live(args) -> int:
+    from producer.live_main import run
+    return run(args)
+
+
 def run_derive(args) -> int:
     start = epoch_ms(args.start) if args.start else None
     end = epoch_ms(args.end) if args.end else None
@@ -106,13 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "derive":
             return run_derive(args)
+        if args.command == "live":
+            return run_live(args)
         kafka = app_config.load(kafka={"bootstrap_servers": args.bootstrap_servers, "topic": args.topic,
                                        "partitions": args.partitions}).kafka
         if args.command == "create-topic":
             create_topic(kafka, recreate=args.recreate)
             return 0
         return run_replay(args, kafka)
-    except (ConfigError, SourceError, PublishError) as error:
+    except (ConfigError, SourceError, PublishError, RestError) as error:
         log.error("%s", error)
         return 2
 

@@ -1,4 +1,7 @@
-"""Publishing trade messages to Kafka with kafka-python: keyed by symbol, acks=all, counted."""
+"""Publishing messages to Kafka with kafka-python: keyed by symbol, acks=all, idempotent, counted.
+
+Replay and the live producer share this class; client settings (security, batching, compression)
+come from producer/kafka_settings.py."""
 from __future__ import annotations
 
 import logging
@@ -10,6 +13,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from config import KafkaConfig
+from producer.kafka_settings import admin_settings, producer_settings
 
 log = logging.getLogger(__name__)
 
@@ -18,29 +22,35 @@ class PublishError(RuntimeError):
     pass
 
 
-def create_topic(kafka: KafkaConfig, recreate: bool = False, timeout_s: float = 30.0) -> None:
-    """Creates the topic with KAFKA_TOPIC_PARTITIONS partitions; with recreate, deletes it first."""
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id="trade-producer-admin")
+def create_topic(kafka: KafkaConfig, recreate: bool = False, timeout_s: float = 30.0,
+                 topic: str | None = None) -> None:
+    """Creates the topic (default KAFKA_TOPIC) with KAFKA_TOPIC_PARTITIONS partitions, the configured
+    replication factor and retention; with recreate, deletes it first."""
+    topic = topic or kafka.topic
+    admin = KafkaAdminClient(**admin_settings(kafka))
     try:
         if recreate:
             try:
-                admin.delete_topics([kafka.topic])
-                log.info("deleted topic %s", kafka.topic)
+                admin.delete_topics([topic])
+                log.info("deleted topic %s", topic)
             except UnknownTopicOrPartitionError:
                 pass
         deadline = time.monotonic() + timeout_s
+        new_topic = NewTopic(topic, kafka.partitions, kafka.replication_factor,
+                             topic_configs={"retention.ms": str(kafka.retention_ms)})
         while True:
             try:
-                admin.create_topics([NewTopic(kafka.topic, kafka.partitions, 1)])
-                log.info("created topic %s with %d partitions", kafka.topic, kafka.partitions)
+                admin.create_topics([new_topic])
+                log.info("created topic %s with %d partitions, replication %d, retention.ms %d", topic,
+                         kafka.partitions, kafka.replication_factor, kafka.retention_ms)
                 return
             except TopicAlreadyExistsError:
                 if not recreate:
-                    log.info("topic %s exists", kafka.topic)
+                    log.info("topic %s exists", topic)
                     return
                 # A deleted topic lingers for a moment in KRaft; wait for it to go.
                 if time.monotonic() > deadline:
-                    raise PublishError(f"topic {kafka.topic} still exists {timeout_s:.0f}s after deletion")
+                    raise PublishError(f"topic {topic} still exists {timeout_s:.0f}s after deletion")
                 time.sleep(0.2)
     finally:
         admin.close()
@@ -49,22 +59,27 @@ def create_topic(kafka: KafkaConfig, recreate: bool = False, timeout_s: float = 
 class Publisher:
     """Sends messages keyed by symbol and keeps count of what was acknowledged and what failed."""
 
-    def __init__(self, kafka: KafkaConfig):
+    def __init__(self, kafka: KafkaConfig, client_id: str = "trade-producer"):
         self.topic = kafka.topic
-        self.producer = KafkaProducer(
-            bootstrap_servers=kafka.bootstrap_servers, acks="all", retries=5, linger_ms=20,
-            batch_size=256 * 1024, max_in_flight_requests_per_connection=1,
-            client_id="trade-producer")
+        self.producer = KafkaProducer(**producer_settings(kafka, client_id))
         self.sent = Counter()
         self.acked = 0
         self.failed = 0
         self.first_error: Exception | None = None
 
-    def send(self, symbol: str | None, message: str) -> None:
+    def send(self, symbol: str | None, message: str | bytes, topic: str | None = None,
+             headers: list[tuple[str, bytes]] | None = None):
+        """Hands one message to the producer (blocks while its buffer is full); returns the future."""
         key = symbol.encode() if symbol else None
-        future = self.producer.send(self.topic, key=key, value=message.encode("utf-8"))
+        value = message.encode("utf-8") if isinstance(message, str) else message
+        future = self.producer.send(topic or self.topic, key=key, value=value, headers=headers)
         future.add_callback(self._on_ack).add_errback(self._on_error)
         self.sent[symbol or "<no symbol>"] += 1
+        return future
+
+    def connected(self) -> bool:
+        """Whether the producer has a live connection to a broker (readiness)."""
+        return self.producer.bootstrap_connected()
 
     def _on_ack(self, _metadata) -> None:
         self.acked += 1
