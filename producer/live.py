@@ -74,7 +74,6 @@ class LiveProducer:
         self.symbols = list(symbols)
         self.accepted = set(self.symbols)
         self.metrics = metrics or Metrics()
-        self._describe_metrics()
         self.publisher = Publisher(cfg.kafka, client_id="live-producer")
         self.sequencer = Sequencer(backfill=bool(rest) and self.live.backfill,
                                    backfill_max_trades=self.live.backfill_max_trades, hold_max=self.live.backfill_hold_max)
@@ -93,6 +92,7 @@ class LiveProducer:
         self._stats = threading.Thread(target=self._stats_loop, name="stats", daemon=True)
         self.health: HealthServer | None = None
         self._last_drop_log = 0.0
+        self._describe_metrics()
 
     # Lifecycle -----------------------------------------------------------------------------------
     def start(self) -> "LiveProducer":
@@ -145,7 +145,7 @@ class LiveProducer:
         closed = [c.conn_name for c in self.connections if not c.is_open.is_set()]
         if closed:
             return False, f"websocket not open: {','.join(closed)}"
-        if not self.publisher.connected():
+        if not self.publisher.reachable():
             return False, "kafka not reachable"
         return True, "ready"
 

@@ -5,6 +5,7 @@ come from producer/kafka_settings.py."""
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections import Counter
 
@@ -61,6 +62,7 @@ class Publisher:
 
     def __init__(self, kafka: KafkaConfig, client_id: str = "trade-producer"):
         self.topic = kafka.topic
+        self.bootstrap_servers = [b.strip() for b in kafka.bootstrap_servers.split(",") if b.strip()]
         self.producer = KafkaProducer(**producer_settings(kafka, client_id))
         self.sent = Counter()
         self.acked = 0
@@ -77,9 +79,17 @@ class Publisher:
         self.sent[symbol or "<no symbol>"] += 1
         return future
 
-    def connected(self) -> bool:
-        """Whether the producer has a live connection to a broker (readiness)."""
-        return self.producer.bootstrap_connected()
+    def reachable(self, timeout_s: float = 1.0) -> bool:
+        """Whether a bootstrap broker accepts a TCP connection (readiness). A plain connect, because
+        kafka-python exposes no public 'connected' state, and a probe must not send requests."""
+        for server in self.bootstrap_servers:
+            host, _, port = server.rpartition(":")
+            try:
+                with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+                    return True
+            except (OSError, ValueError):
+                continue
+        return False
 
     def _on_ack(self, _metadata) -> None:
         self.acked += 1

@@ -10,6 +10,7 @@ the script `plan(index, path)` returns, a list of steps:
     ("drop",)                 cut the TCP connection, no close frame (a network failure)
     ("silence",)              stop sending and stop answering pings, keep the socket open
     ("stay",)                 keep the connection open, answering pings, until the client leaves
+    ("wait_event", event)     pause until the test sets this threading.Event
 
 After the last step the connection stays as the last step left it.
 """
@@ -211,6 +212,8 @@ class FakeBinanceWebSocket:
             conn.silent = True
         elif kind == "stay":
             pass
+        elif kind == "wait_event":
+            step[1].wait(120)
 
     def close(self) -> None:
         self._running = False
