@@ -170,6 +170,7 @@ class FakeBinanceWebSocket:
             threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
 
     def _serve(self, sock: socket.socket) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # frames go out as sent, like a real feed
         request = b""
         while b"\r\n\r\n" not in request:
             chunk = sock.recv(4096)
