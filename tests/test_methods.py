@@ -54,6 +54,12 @@ def test_combined_stays_quiet_when_the_forest_has_seen_such_trades_and_calls_the
     assert set(fired(whale, trade, if_score=-0.08, ranges=wide)) == {"zscore", "iforest", "combined"}
 
 
+def test_a_forest_that_confirms_by_its_score_is_named_as_the_reason_even_beyond_its_range():
+    trade, whale = features_of(300.0)
+    reason = fired(whale, trade, if_score=-0.08, ranges=RANGES)["combined"].reason
+    assert "Isolation Forest score -0.080" in reason and "beyond" not in reason
+
+
 def test_without_a_zscore_alert_nothing_is_combined():
     trade, ordinary = features_of(2.0)
     assert abs(ordinary.volume_z) < 3.5 and not math.isnan(ordinary.z_return)

@@ -51,10 +51,13 @@ def candidates(config: DetectionConfig, zscore: ZScoreDetector, trade: Trade, fe
                if_score: float, label: int, batch: ScoredBatch) -> list[Anomaly]:
     """The anomalies each method raises for one scored trade, before cooldown."""
     zscore_fires = zscore.fires(trade.symbol, features)
-    novelty = batch.beyond_training(features) if zscore_fires and "combined" in config.methods else None
+    scored_unusual = if_score < batch.combined_threshold
+    # Novelty only matters (and is only described) where the score alone would not confirm.
+    novelty = (batch.beyond_training(features)
+               if zscore_fires and not scored_unusual and "combined" in config.methods else None)
     fired = fired_methods(config.methods, zscore_fires,
                           label == -1 and features.history >= config.min_history,
-                          if_score < batch.combined_threshold or novelty is not None)
+                          scored_unusual or novelty is not None)
     return [make_anomaly(method, trade, features, zscore, if_score, batch.version, novelty) for method in fired]
 
 
