@@ -40,8 +40,17 @@ def rate_before(t: np.ndarray, i: int) -> float | None:
     return weights / (tau_ms * (1 - np.exp(-(t[i] - t[0]) / tau_ms))) * 1000
 
 
+def rate_at_previous_trade(t: np.ndarray, i: int) -> float | None:
+    """Trades per second as they stood at trade i-1 (it included), before the gap to trade i."""
+    tau_ms = RATE_BASELINE_TAU_S * 1000
+    if i < 2 or t[i - 1] <= t[0]:
+        return None
+    weights = np.exp(-(t[i - 1] - t[:i]) / tau_ms).sum()
+    return weights / (tau_ms * (1 - np.exp(-(t[i - 1] - t[0]) / tau_ms))) * 1000
+
+
 def duration_scale(t: np.ndarray, i: int) -> float:
-    rate = rate_before(t, i)
+    rate = rate_at_previous_trade(t, i)
     gap_s = (t[i] - t[i - 1]) / 1000 if i else 0.0
     return 1.0 if not rate else math.sqrt(max(1.0, gap_s * rate))
 
@@ -129,6 +138,9 @@ def test_decaying_rate_measures_a_steady_rate_from_the_start():
             assert rate.per_second(i * 250) == pytest.approx(4.0, rel=0.01)
         rate.add(i * 250)
     assert DecayingRate(60.0).per_second(0) is None
+    # A minute of silence lowers the rate now, not the pace the market had when it went quiet.
+    assert rate.per_second(200 * 250 + 60_000) < 2.0
+    assert rate.per_second_at_last_event() == pytest.approx(4.0, rel=0.01)
 
 
 def test_a_burst_of_trades_stands_out_against_the_minute_before_it():

@@ -178,6 +178,7 @@ def _rate_z(count: int, baseline: float | None) -> float:
 
 def _duration_scale(time_gap_sec: float, rate_per_s: float | None) -> float:
     """How many typical inter-trade gaps this trade's gap spans, square-rooted (at least 1).
+    Typical as of the previous trade: a silence must not shorten the gap it is measured against.
 
     The return window mixes returns over typical gaps. A price diffuses: over k typical gaps its
     variance grows about k times, so a 0.2% move after a minute of silence is ordinary where the
@@ -209,7 +210,7 @@ def observe(state: SymbolState, trade: Trade) -> TradeFeatures:
     rate_per_s = state.rate_baseline.per_second(trade.trade_time_ms)
     baseline = None if rate_per_s is None else rate_per_s * RATE_SPAN_MS / 1000.0
     time_gap_sec = 0.0 if first else (trade.trade_time_ms - state.last_trade_time_ms) / 1000.0
-    duration = _duration_scale(time_gap_sec, rate_per_s)
+    duration = _duration_scale(time_gap_sec, state.rate_baseline.per_second_at_last_event())
     signed = -qty if trade.is_buyer_maker else qty  # buyer is maker: the taker sold
     state.signed_size.push(signed)
     state.abs_size.push(qty)

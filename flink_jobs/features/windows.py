@@ -108,6 +108,13 @@ class DecayingRate:
         weight = self.tau_ms * -math.expm1(-(now_ms - self.first_ms) / self.tau_ms)
         return decayed / weight * 1000.0
 
+    def per_second_at_last_event(self) -> float | None:
+        """The rate as it stood at the last event, before any silence since: the pace a market had
+        when it went quiet."""
+        if self.first_ms is None or self.last_ms <= self.first_ms:
+            return None
+        return self.level / (self.tau_ms * -math.expm1(-(self.last_ms - self.first_ms) / self.tau_ms)) * 1000.0
+
     def add(self, now_ms: int) -> None:
         if self.first_ms is None:
             self.first_ms = self.last_ms = now_ms
