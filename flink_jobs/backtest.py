@@ -66,10 +66,11 @@ def run_job(job_input: str, env: dict, extra_args: list[str]) -> dict:
         return json.load(handle)
 
 
-def export_anomalies(store, ranges: dict[str, list[int]], out_path: str) -> int:
+def export_anomalies(store, ranges: dict[str, list[int]], since_ms: int, out_path: str) -> int:
     rows = []
     for symbol, (first_id, last_id) in sorted(ranges.items()):
-        rows += store.run_named("backtest_anomalies", {"symbol": symbol, "first_id": first_id, "last_id": last_id})
+        rows += store.run_named("backtest_anomalies", {"symbol": symbol, "first_id": first_id, "last_id": last_id,
+                                                       "since_ms": since_ms})
     rows.sort(key=lambda r: (r["event_time"], r["symbol"], r["trade_id"], r["method"]))
     with open(out_path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
@@ -98,13 +99,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = app_config.load(env)
         started = time.monotonic()
+        # The store may already hold anomalies of the same trades from earlier runs (another model,
+        # other settings); those keep their keys unless this run re-detects them. The CSV is what
+        # *this* run detected: rows the store stamped (detected_at, its own clock) from now on.
+        with open_store(cfg.store) as store:
+            store.apply_schema()
+            since_ms = int(store.scalar("SELECT toUnixTimestamp64Milli(now64(3))"))
         with tempfile.TemporaryDirectory(prefix="backtest-") as work:
             job_input = os.path.join(work, "trades.jsonl")
             ranges = write_job_input(args.inputs, args.symbol, job_input)
             extra = ["--parallelism", str(args.parallelism)] if args.parallelism else []
             report = run_job(job_input, env, extra)
         with open_store(cfg.store) as store:
-            exported = export_anomalies(store, ranges, args.out)
+            exported = export_anomalies(store, ranges, since_ms, args.out)
     except (ConfigError, SourceError, StoreError, RuntimeError) as error:
         log.error("%s", error)
         return 2
