@@ -222,16 +222,53 @@ class LiveConfig:
 
 
 @dataclass(frozen=True)
+class GrafanaConfig:
+    url: str = setting("GRAFANA_URL", "http://127.0.0.1:3000", "Grafana that python -m deploy.grafana.push writes to")
+    token: str = setting(
+        "GRAFANA_TOKEN", "", "Grafana service-account token for the push (else GRAFANA_USER/GRAFANA_PASSWORD); never logged",
+        secret=True)
+    user: str = setting("GRAFANA_USER", "", "Grafana user for the push when no GRAFANA_TOKEN is set")
+    password: str = setting("GRAFANA_PASSWORD", "", "Password of GRAFANA_USER; never logged", secret=True)
+    folder: str = setting("GRAFANA_FOLDER", "Crypto anomalies", "Grafana folder the pushed dashboards go into")
+    timeout_s: float = setting(
+        "GRAFANA_TIMEOUT_S", 10.0, "Timeout of each Grafana API request", minimum=0.1, maximum=300.0)
+    clickhouse_host: str = setting(
+        "GRAFANA_CLICKHOUSE_HOST", "127.0.0.1", "ClickHouse host as Grafana's ClickHouse data source reaches it")
+    clickhouse_port: int = setting(
+        "GRAFANA_CLICKHOUSE_PORT", 9000, "ClickHouse port for Grafana (native 9000/9440 TLS, HTTP 8123/8443 TLS)",
+        minimum=1, maximum=65535)
+    clickhouse_protocol: str = setting(
+        "GRAFANA_CLICKHOUSE_PROTOCOL", "native", "Protocol of Grafana's ClickHouse data source",
+        choices=("native", "http"))
+    clickhouse_secure: bool = setting("GRAFANA_CLICKHOUSE_SECURE", False, "TLS between Grafana and ClickHouse")
+    clickhouse_user: str = setting(
+        "GRAFANA_CLICKHOUSE_USER", "grafana", "ClickHouse user of Grafana's data source (a read-only one)")
+    clickhouse_password: str = setting(
+        "GRAFANA_CLICKHOUSE_PASSWORD", "", "Password of GRAFANA_CLICKHOUSE_USER; never logged", secret=True)
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    out_dir: str = setting(
+        "REPORT_DIR", os.path.join(RUN_DIR, "report"), "Folder python -m report writes its PNG images and index.html to")
+    top_anomalies: int = setting(
+        "REPORT_TOP_ANOMALIES", 25, "Anomalies in the report's table (highest severity, then strongest z-score)",
+        minimum=1, maximum=10_000)
+
+
+@dataclass(frozen=True)
 class AppConfig:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     job: JobConfig = field(default_factory=JobConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
+    grafana: GrafanaConfig = field(default_factory=GrafanaConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 SECTIONS = {"kafka": KafkaConfig, "detection": DetectionConfig, "store": StoreConfig, "job": JobConfig,
-            "live": LiveConfig}
+            "live": LiveConfig, "grafana": GrafanaConfig, "report": ReportConfig}
 
 
 def _parse(f: dataclasses.Field, raw: str):
@@ -342,6 +379,14 @@ def _validate_live(v: LiveConfig) -> LiveConfig:
                                quote_asset=v.quote_asset.upper())
 
 
+def _validate_grafana(g: GrafanaConfig) -> GrafanaConfig:
+    if not g.url.startswith(("http://", "https://")):
+        raise ConfigError(f"GRAFANA_URL={g.url!r}: must start with http:// or https://")
+    if g.password and not g.user:
+        raise ConfigError("GRAFANA_PASSWORD: needs GRAFANA_USER")
+    return dataclasses.replace(g, url=g.url.rstrip("/"))
+
+
 def load(environ: Mapping[str, str] | None = None, **overrides: Mapping[str, object]) -> AppConfig:
     """Builds the validated configuration: overrides (per section) > environment > defaults.
 
@@ -353,6 +398,7 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Mapping[str, obj
     sections["detection"] = _validate_detection(sections["detection"])
     sections["kafka"] = _validate_kafka(sections["kafka"])
     sections["live"] = _validate_live(sections["live"])
+    sections["grafana"] = _validate_grafana(sections["grafana"])
     return AppConfig(**sections)
 
 

@@ -33,3 +33,19 @@ def eth_prices() -> list[float]:
 def xrpeth_prices() -> list[float]:
     """5,000 real XRPETH aggregate trade prices."""
     return [float(r[1]) for r in read_sample_trades("XRPETH-trades-2019-10-11.csv")]
+
+
+@pytest.fixture(scope="session")
+def filled_store_dir(tmp_path_factory):
+    """(CHDB_PATH, Filled) of a store filled like a run of the job (tests/store_data.py); closed again,
+    since one process can hold one chDB directory at a time: each user opens it for its own module."""
+    import time
+
+    from config import load
+    from flink_jobs.store import open_store
+    from tests.store_data import fill
+
+    path = str(tmp_path_factory.mktemp("filled") / "chdb")
+    with open_store(load({"CHDB_PATH": path}).store) as store:
+        filled = fill(store, int(time.time() * 1000))
+    return path, filled
