@@ -2,7 +2,8 @@
 # The end-to-end demo on the embedded default (make demo):
 #   set-up -> Kafka broker -> derive demo trades from real candles -> train a model (first run)
 #   -> replay into Kafka
-#   -> the PyFlink job in a local MiniCluster (bounded) -> trades/anomalies in chDB -> summary.
+#   -> the PyFlink job in a local MiniCluster (bounded) -> trades/anomalies in chDB -> summary
+#   -> the report (PNG charts + one self-contained HTML page), whose path it prints last.
 # Stops what it started (the broker, unless it was already running). Safe to run again: the topic
 # is recreated and the store's replay-safe keys keep one row per trade.
 set -euo pipefail
@@ -59,3 +60,7 @@ log "running the job in a local MiniCluster until the end of the topic"
 
 echo
 "$PY" -m flink_jobs.summary --run-report "$DEMO_DIR/run-report.json"
+
+# No Grafana on a laptop by default: the same views as the dashboards, as files.
+echo
+"$PY" -m report --out "${REPORT_DIR:-$RUN_DIR/report}"
