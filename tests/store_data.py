@@ -12,7 +12,6 @@ and latency and freshness are those of a live feed.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
@@ -118,7 +117,3 @@ def fill(store, now_ms: int) -> Filled:
     all_trades = [t for ts in by_symbol.values() for t in ts]
     return Filled(len(trade_rows), len(anomaly_rows), len(dead), min(t.trade_time_ms for t in all_trades),
                   max(t.trade_time_ms for t in all_trades), now_ms)
-
-
-def describe(filled: Filled) -> str:
-    return json.dumps(filled.__dict__)

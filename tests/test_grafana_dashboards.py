@@ -115,11 +115,10 @@ def test_every_multi_value_reference_names_its_format():
         dashboard = grafana.load(path)
         multi = {v["name"] for v in grafana.variable_definitions(dashboard) if v.get("multi")}
         for query in grafana.queries(dashboard):
-            for name in re.findall(r"\$\{(\w+)\}|\$(\w+)\b", query.sql):
-                name = name[0] or name[1]
-                # bare $var is only allowed as $__conditionalAll's second argument
-                if name in multi:
-                    assert f", ${name})" in query.sql, f"{query.where}: ${name} without a format"
+            # a bare $var is only right as $__conditionalAll's second argument, which names the variable
+            sql = re.sub(r",\s*\$\w+\s*\)", ")", query.sql)
+            bare = {a or b for a, b in re.findall(r"\$\{(\w+)\}|\$(\w+)\b", sql)} & multi
+            assert not bare, f"{path}: {query.where}: {bare} without a format (write ${{name:singlequote}})"
 
 
 def test_the_market_overview_has_a_multi_value_symbol_variable_and_anomaly_markers():
