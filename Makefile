@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-unit test-e2e kafka-start kafka-stop flink-start flink-stop status lock clean
+.PHONY: help setup demo report grafana-push test test-unit test-e2e kafka-start kafka-stop flink-start flink-stop status lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -12,8 +12,14 @@ help:  ## list the targets
 setup:  ## venv from the pinned requirements, Kafka and connector jars from Maven Central
 	bash deploy/local/setup.sh
 
-demo:  ## the whole pipeline on the embedded default, with a summary at the end
+demo:  ## the whole pipeline on the embedded default, with a summary and the report at the end
 	bash deploy/local/demo.sh
+
+report: setup  ## PNG charts and one self-contained HTML page from the store (REPORT_DIR); prints its path
+	$(PY) -m report
+
+grafana-push: setup  ## push the dashboards to a running Grafana (GRAFANA_URL, GRAFANA_TOKEN)
+	$(PY) -m deploy.grafana.push
 
 test: setup  ## unit tests, then end-to-end tests on a real broker, MiniCluster and standalone cluster
 	$(PY) -m pytest $(PYTEST_ARGS)
