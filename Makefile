@@ -16,7 +16,7 @@ demo:  ## the whole pipeline on the embedded default, with a summary and the rep
 	bash deploy/local/demo.sh
 
 report: setup  ## PNG charts and one self-contained HTML page from the store (REPORT_DIR); prints its path
-	$(PY) -m report
+	$(PY) -m flink_jobs.report
 
 grafana-push: setup  ## push the dashboards to a running Grafana (GRAFANA_URL, GRAFANA_TOKEN)
 	$(PY) -m deploy.grafana.push

@@ -250,7 +250,7 @@ class GrafanaConfig:
 @dataclass(frozen=True)
 class ReportConfig:
     out_dir: str = setting(
-        "REPORT_DIR", os.path.join(RUN_DIR, "report"), "Folder python -m report writes its PNG images and index.html to")
+        "REPORT_DIR", os.path.join(RUN_DIR, "report"), "Folder python -m flink_jobs.report writes its PNG images and index.html to")
     top_anomalies: int = setting(
         "REPORT_TOP_ANOMALIES", 25, "Anomalies in the report's table (highest severity, then strongest z-score)",
         minimum=1, maximum=10_000)

@@ -12,8 +12,8 @@ import pytest
 
 from config import load
 from flink_jobs.store import open_store
-from report.__main__ import write_report
-from report.views import collect, signal_kind
+from flink_jobs.report.__main__ import write_report
+from flink_jobs.report.views import collect, signal_kind
 
 from tests.conftest import PROJECT_DIR
 
@@ -146,7 +146,7 @@ def test_prices_come_from_the_bars_and_equal_those_from_the_trades(written):
 
 def test_an_empty_store_is_a_clear_error(tmp_path):
     env = {**os.environ, "CHDB_PATH": str(tmp_path / "empty"), "REPORT_DIR": str(tmp_path / "out")}
-    done = subprocess.run([sys.executable, "-m", "report"], cwd=PROJECT_DIR, env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "flink_jobs.report"], cwd=PROJECT_DIR, env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 2
     assert "error: the store has no trades: run the job first (make demo)" in done.stderr

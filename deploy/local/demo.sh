@@ -63,4 +63,4 @@ echo
 
 # No Grafana on a laptop by default: the same views as the dashboards, as files.
 echo
-"$PY" -m report --out "${REPORT_DIR:-$RUN_DIR/report}"
+"$PY" -m flink_jobs.report --out "${REPORT_DIR:-$RUN_DIR/report}"

@@ -1,6 +1,6 @@
 """Renders the store's views to PNG images and one self-contained HTML page.
 
-    python -m report [--out DIR] [--top N]
+    python -m flink_jobs.report [--out DIR] [--top N]
 
 Reads the store the configuration names (CHDB_PATH or CLICKHOUSE_URL); with the embedded store run
 it after the job has finished (one owner per directory). Prints the page's path.
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import config as app_config
 from config import ConfigError
 from flink_jobs.store import StoreError, open_store, redacted
-from report import charts, page
-from report.views import ReportError, Views, collect
+from flink_jobs.report import charts, page
+from flink_jobs.report.views import ReportError, Views, collect
 
 
 @dataclass
@@ -46,7 +46,7 @@ def write_report(store, out_dir: str, top: int, store_description: str) -> Writt
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m report", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m flink_jobs.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", help="folder for index.html and the PNG images (default REPORT_DIR)")
     parser.add_argument("--top", type=int, help="anomalies in the table (default REPORT_TOP_ANOMALIES)")

@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # before pyplot: files only, never a window
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
-from report.views import KINDS, PriceSeries  # noqa: E402
+from flink_jobs.report.views import KINDS, PriceSeries  # noqa: E402
 
 METHOD_STYLE = {  # marker, colour: the three methods stay distinguishable on top of each other
     "zscore": ("o", "#d62728"),
