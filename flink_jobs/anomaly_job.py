@@ -6,7 +6,9 @@
       -> key_by(symbol) -> ScoreTrades     keyed state: rolling features; z-score and ONNX Isolation
                                            Forest in micro-batches per subtask
          candidates -> key_by(symbol) -> ApplyCooldown   per symbol and method
-      -> union(dead letters) -> StoreSink    batched, idempotent inserts into trades/anomalies/dead_letters
+      -> key_by(symbol) -> BuildBars       1 s and 1 min OHLCV bars, event-time tumbling windows
+      -> union(dead letters) -> StoreSink    batched, idempotent inserts into trades/anomalies/
+                                             dead_letters/bars
 
 Runs in a local MiniCluster:    python flink_jobs/anomaly_job.py --bounded
 and on a cluster:               flink run -py flink_jobs/anomaly_job.py -pyexec <python> -- --bounded
@@ -216,8 +218,8 @@ def with_event_time(parsed, watermarks, parallelism: int):
 def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None:
     from pyflink.common import Duration, WatermarkStrategy
 
-    from flink_jobs.operators import (CANDIDATES, DEAD_LETTERS, PARSED_TYPE, ApplyCooldown, ParseTrades,
-                                      ScoreTrades, StoreSink, sink_key)
+    from flink_jobs.operators import (CANDIDATES, DEAD_LETTERS, PARSED_TYPE, ApplyCooldown, BuildBars,
+                                      ParseTrades, ScoreTrades, StoreSink, sink_key)
 
     # Parsing runs at the source's parallelism, chained to it: a rebalance in between would
     # interleave a symbol's trades from two parsers and break their order before key_by.
@@ -233,15 +235,22 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
               .set_parallelism(source_parallelism))
     dead_letters = parsed.get_side_output(DEAD_LETTERS)
     watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.job.max_out_of_orderness_ms))
-    scored = (with_event_time(parsed, watermarks, source_parallelism)
-              .key_by(lambda trade: trade.symbol)
+    if cfg.job.idle_timeout_ms:
+        # A subtask whose partitions carry no trades would hold the watermark, and so every bar,
+        # back for ever; idle, it is left out of the minimum.
+        watermarks = watermarks.with_idleness(Duration.of_millis(cfg.job.idle_timeout_ms))
+    timed = with_event_time(parsed, watermarks, source_parallelism)
+    scored = (timed.key_by(lambda trade: trade.symbol)
               .process(ScoreTrades(cfg.detection)).name("features-and-scoring"))
     anomalies = (scored.get_side_output(CANDIDATES)
                  .key_by(lambda anomaly: anomaly.trade.symbol)
                  .process(ApplyCooldown(cfg.detection)).name("cooldown"))
+    to_store = [anomalies, dead_letters]
+    if cfg.job.bars:
+        to_store.append(timed.key_by(lambda trade: trade.symbol).process(BuildBars()).name("bars-1s-1m"))
     # chDB allows one owner per directory, so the embedded store gets one writer; a server scales out.
     sink_parallelism = 1 if cfg.store.backend == "chdb" else cfg.job.parallelism
-    (scored.union(anomalies, dead_letters)
+    (scored.union(*to_store)
      .key_by(lambda record: sink_key(record, sink_parallelism))
      .process(StoreSink(cfg.store)).name(f"store-sink-{cfg.store.backend}")
      .set_parallelism(sink_parallelism))

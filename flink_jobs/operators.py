@@ -17,6 +17,7 @@ from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 from pyflink.datastream.time_domain import TimeDomain
 
 from config import DetectionConfig, StoreConfig
+from flink_jobs.bars import OpenBars
 from flink_jobs.detectors.base import Anomaly
 from flink_jobs.detectors.methods import Cooldown, candidates, score_batch
 from flink_jobs.detectors.zscore import ZScoreDetector
@@ -208,6 +209,56 @@ class ApplyCooldown(KeyedProcessFunction):
         log.log(logging.INFO if anomaly.severity == "high" else logging.DEBUG, "anomaly %s %s trade %d: %s",
                 anomaly.method, anomaly.trade.symbol, anomaly.trade.trade_id, anomaly.reason)
         yield anomaly_row(anomaly)
+
+
+class BuildBars(KeyedProcessFunction):
+    """Per symbol: 1-second and 1-minute OHLCV bars over event-time tumbling windows.
+
+    A trade joins the open bar of each interval; the first trade of a window registers an
+    event-time timer at the window's last millisecond, and when the watermark passes it the bar
+    is emitted as a ("bars", row) record and forgotten. The final watermark of a bounded input
+    fires every remaining timer, so the last windows are flushed at the end of input.
+
+    A trade behind the watermark for a window that has closed is late: it still joins the bars
+    that are open (its minute, often), is counted in `late_trades`, and becomes a dead letter
+    (stage "bars") naming the bars it missed. Its row in `trades` is written as usual, so the
+    bar can be recomputed from there (sql/queries/bars_from_trades.sql). Repeated trade ids are
+    skipped, as the scoring operator skips them, so bars cover exactly the stored trades.
+    """
+
+    def open(self, runtime_context: RuntimeContext):
+        self.open_bars = runtime_context.get_state(ValueStateDescriptor("open_bars", Types.PICKLED_BYTE_ARRAY()))
+        metrics = runtime_context.get_metrics_group()
+        self.late = metrics.counter("late_trades")
+        self.emitted = metrics.counter("bars_emitted")
+        self.sampled_log = _SampledLog()
+
+    def process_element(self, trade: Trade, ctx: KeyedProcessFunction.Context):
+        bars = self.open_bars.value() or OpenBars()
+        if bars.is_repeat(trade):
+            return  # the scoring operator records it as a dead letter
+        watermark = ctx.timer_service().current_watermark()
+        opened, late = bars.add(trade, watermark)
+        self.open_bars.update(bars)
+        for end in opened:
+            ctx.timer_service().register_event_time_timer(end - 1)
+        if late:
+            self.late.inc()
+            reason = (f"late for bar window: trade time {trade.trade_time_ms} is behind the watermark {watermark}; "
+                      f"missing from its {' and '.join(f'{s} s' for s in late)} bar")
+            if self.sampled_log.should_log():
+                log.warning("%s trade %d %s", trade.symbol, trade.trade_id, reason)
+            yield dead_letter("bars", reason, repr(tuple(trade)), trade.symbol, trade.trade_id)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        bars = self.open_bars.value()
+        if bars is None:
+            return
+        rows = bars.close_until(timestamp, ctx.get_current_key())
+        self.open_bars.update(bars)
+        self.emitted.inc(len(rows))
+        for row in rows:
+            yield "bars", row
 
 
 def sink_key(record: tuple, parallelism: int) -> int:

@@ -50,6 +50,12 @@ TABLE_COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
         ("stage", pa.string()), ("reason", pa.string()), ("raw", pa.string()), ("symbol", pa.string()),
         ("trade_id", pa.int64()), ("received_at", _MS),
     ),
+    "bars": (
+        ("symbol", pa.string()), ("interval_s", pa.uint32()), ("window_start", _MS), ("open", pa.float64()),
+        ("high", pa.float64()), ("low", pa.float64()), ("close", pa.float64()), ("volume", pa.float64()),
+        ("quote_volume", pa.float64()), ("vwap", pa.float64()), ("trade_count", pa.uint32()),
+        ("buy_volume", pa.float64()), ("sell_volume", pa.float64()),
+    ),
 }
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
