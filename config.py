@@ -147,6 +147,23 @@ class StoreConfig:
     flush_interval_ms: int = setting(
         "SINK_FLUSH_INTERVAL_MS", 1000, "Longest time a row waits in the sink buffer",
         minimum=10, maximum=600_000)
+    migrate_on_start: bool = setting(
+        "STORE_MIGRATE_ON_START", True,
+        "The job applies pending sql/ migrations when it starts; false when its user may only insert "
+        "(then run python -m flink_jobs.migrate as an administrator)")
+    trades_ttl_days: int = setting(
+        "TRADES_TTL_DAYS", 0, "Days raw trades are kept, by trade time; 0 = forever (set by the migrations)",
+        minimum=0, maximum=36_500)
+    bars_1s_ttl_days: int = setting(
+        "BARS_1S_TTL_DAYS", 0,
+        "Days 1-second bars are kept, by window start; 0 = forever. 1-minute bars and anomalies have no TTL",
+        minimum=0, maximum=36_500)
+    job_password: str = setting(
+        "CLICKHOUSE_JOB_PASSWORD", "",
+        "Password the migrations give the job's insert-only server user (migrate --users)", secret=True)
+    grafana_password: str = setting(
+        "CLICKHOUSE_GRAFANA_PASSWORD", "",
+        "Password the migrations give Grafana's read-only server user (migrate --users)", secret=True)
 
     @property
     def backend(self) -> str:
@@ -161,6 +178,12 @@ class JobConfig:
     max_out_of_orderness_ms: int = setting(
         "WATERMARK_OUT_OF_ORDERNESS_MS", 2000, "Bounded out-of-orderness of trade event times",
         minimum=0, maximum=3_600_000)
+    idle_timeout_ms: int = setting(
+        "WATERMARK_IDLE_TIMEOUT_MS", 30_000,
+        "A source subtask without trades this long stops holding back the watermark (and bars); 0 = never",
+        minimum=0, maximum=3_600_000)
+    bars: bool = setting(
+        "BARS_ENABLED", True, "Build 1-second and 1-minute OHLCV bars per symbol into the bars table")
     bounded: bool = setting(
         "JOB_BOUNDED", False, "Stop at the topic's end offsets seen at start (replays, tests, backtests)")
     connector_jars: str = setting(
