@@ -286,7 +286,8 @@ class StoreSink(KeyedProcessFunction):
         from flink_jobs.store import open_store
 
         self.store = open_store(self.store_config)
-        self.store.apply_schema()
+        if self.store_config.migrate_on_start:
+            self.store.apply_schema()
         self.buffer = runtime_context.get_list_state(
             ListStateDescriptor("store_buffer", Types.PICKLED_BYTE_ARRAY()))
         self.buffered = 0  # rows added since the last flush by this process (a restored buffer is

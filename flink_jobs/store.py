@@ -56,6 +56,7 @@ TABLE_COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
         ("quote_volume", pa.float64()), ("vwap", pa.float64()), ("trade_count", pa.uint32()),
         ("buy_volume", pa.float64()), ("sell_volume", pa.float64()),
     ),
+    "schema_migrations": (("version", pa.string()), ("checksum", pa.string()), ("statements", pa.uint32())),
 }
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -70,13 +71,18 @@ def schema_files() -> list[str]:
     return sorted(glob.glob(os.path.join(SQL_DIR, "[0-9][0-9][0-9]_*.sql")))
 
 
+def split_statements(text: str) -> list[str]:
+    """The statements of one SQL file: comment lines dropped, split on ';'."""
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in text.split(";") if s.strip()]
+
+
 def schema_statements() -> list[tuple[str, str]]:
     """(file name, statement) for every statement of sql/, comments stripped, in order."""
     statements = []
     for path in schema_files():
         with open(path, encoding="utf-8") as handle:
-            text = "\n".join(line for line in handle.read().splitlines() if not line.lstrip().startswith("--"))
-        statements += [(os.path.basename(path), s.strip()) for s in text.split(";") if s.strip()]
+            statements += [(os.path.basename(path), s) for s in split_statements(handle.read())]
     return statements
 
 
@@ -108,15 +114,18 @@ class Store:
         self.database = _checked_identifier(config.database)
 
     def apply_schema(self) -> int:
-        """Creates the database and applies sql/ in order; safe to repeat. Returns statements run."""
-        self._command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
-        statements = schema_statements()
-        if not statements:
+        """Creates the database and applies the pending files of sql/ in order, recorded in
+        schema_migrations (flink_jobs/migrate.py), and the TTL settings. Safe to repeat, and to run
+        from several sink subtasks at once (every statement is idempotent). Returns statements run."""
+        from flink_jobs.migrate import migrate
+
+        if not schema_files():
             raise StoreError(f"no schema files in {SQL_DIR}: the job must ship sql/ with its Python files")
-        for name, statement in statements:
-            log.debug("applying %s", name)
-            self._command(statement)
-        return len(statements)
+        return len(migrate(self, self.config))
+
+    def command(self, sql: str) -> None:
+        """Runs a statement without parameters or results (DDL)."""
+        self._command(sql)
 
     def insert(self, table: str, rows: Sequence[tuple]) -> None:
         if rows:
@@ -124,6 +133,10 @@ class Store:
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict]:
         """Runs a SELECT with {name:Type} parameters; returns rows as dicts."""
+        return self.query_arrow(sql, params).to_pylist()
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Runs a SELECT with {name:Type} parameters; returns an Arrow table (exports, Parquet)."""
         raise NotImplementedError
 
     def run_named(self, name: str, params: Mapping[str, Any] | None = None) -> list[dict]:
@@ -184,9 +197,8 @@ class ChdbStore(Store):
         self._command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
         self._conn.query(f"USE `{self.database}`")
 
-    def query(self, sql, params=None):
-        result = self._conn.query(sql, "ArrowTable", params=dict(params or {}))
-        return result.to_pylist()
+    def query_arrow(self, sql, params=None):
+        return self._conn.query(sql, "ArrowTable", params=dict(params or {}))
 
     def close(self):
         if getattr(self, "_conn", None) is not None:
@@ -214,11 +226,16 @@ class ServerStore(Store):
         except ClickHouseError as error:
             raise StoreError(f"cannot reach ClickHouse at CLICKHOUSE_URL={redacted(config.clickhouse_url)}: "
                              f"{str(error).split(' (Caused')[0][:200]}") from None
-        self._command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
+        if config.migrate_on_start:
+            # An insert-only job user may not create databases, even existing ones: skip it then.
+            self._command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
         self._client.database = self.database
 
     def query(self, sql, params=None):
         return list(self._client.query(sql, parameters=dict(params or {})).named_results())
+
+    def query_arrow(self, sql, params=None):
+        return self._client.query_arrow(sql, parameters=dict(params or {}))
 
     def close(self):
         self._client.close()
