@@ -215,11 +215,20 @@ def with_event_time(parsed, watermarks, parallelism: int):
     return DataStream(j_stream)
 
 
+def bars_stage(timed):
+    """Trades with event time -> ("bars", row) records of the 1 s and 1 min bars, and late-trade
+    dead letters. A keyed process function with event-time timers: it cost less than PyFlink's
+    window API (docs/storage.md, bench/bars_window_api.py)."""
+    from flink_jobs.operators import BuildBars
+
+    return timed.key_by(lambda trade: trade.symbol).process(BuildBars()).name("bars-1s-1m")
+
+
 def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None:
     from pyflink.common import Duration, WatermarkStrategy
 
-    from flink_jobs.operators import (CANDIDATES, DEAD_LETTERS, PARSED_TYPE, ApplyCooldown, BuildBars,
-                                      ParseTrades, ScoreTrades, StoreSink, sink_key)
+    from flink_jobs.operators import (CANDIDATES, DEAD_LETTERS, PARSED_TYPE, ApplyCooldown, ParseTrades,
+                                      ScoreTrades, StoreSink, sink_key)
 
     # Parsing runs at the source's parallelism, chained to it: a rebalance in between would
     # interleave a symbol's trades from two parsers and break their order before key_by.
@@ -247,7 +256,7 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
                  .process(ApplyCooldown(cfg.detection)).name("cooldown"))
     to_store = [anomalies, dead_letters]
     if cfg.job.bars:
-        to_store.append(timed.key_by(lambda trade: trade.symbol).process(BuildBars()).name("bars-1s-1m"))
+        to_store.append(bars_stage(timed))
     # chDB allows one owner per directory, so the embedded store gets one writer; a server scales out.
     sink_parallelism = 1 if cfg.store.backend == "chdb" else cfg.job.parallelism
     (scored.union(*to_store)
