@@ -53,7 +53,8 @@ def how_to_query(cfg) -> str:
         return (f"Query the store with SQL (embedded chDB, database {cfg.store.database}):\n"
                 f"  .venv/bin/python -c \"import chdb; c = {where}; c.query('USE {cfg.store.database}'); "
                 f"print(c.query('SELECT symbol, count() FROM trades FINAL GROUP BY symbol', 'Pretty'))\"\n"
-                f"  more queries: sql/queries/*.sql; tables: trades, anomalies, dead_letters (read with FINAL)")
+                f"  more queries: python -m flink_jobs.query --list (sql/queries/); tables: trades, anomalies, bars, "
+                f"dead_letters (read with FINAL)")
     return f"Query the store with SQL: clickhouse client against {cfg.store.clickhouse_url}, database {cfg.store.database}"
 
 

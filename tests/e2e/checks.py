@@ -20,6 +20,8 @@ def stored(chdb_path: str) -> dict:
                 "SELECT DISTINCT model_version FROM trades FINAL")},
             "anomaly_rows": store.scalar("SELECT count() FROM anomalies FINAL"),
             "dead_letters": store.query("SELECT stage, reason, raw FROM dead_letters FINAL"),
+            "bar_trades": {(r["symbol"], r["interval_s"]): r["n"] for r in store.query(
+                "SELECT symbol, interval_s, sum(trade_count) AS n FROM bars FINAL GROUP BY symbol, interval_s")},
         }
 
 
@@ -35,6 +37,8 @@ def assert_store_holds_exactly(result: dict, expected: Expected, model_version: 
     assert {"zscore", "iforest", "combined"} == {method for _, _, method in expected.anomalies}
     assert result["anomalies"] == expected.anomalies
     assert result["anomaly_rows"] == len(expected.anomalies)
+    # The 1 s and the 1 min bars each hold every stored trade once (the repeat is in none).
+    assert result["bar_trades"] == {(s, i): n for s, n in expected.trades.items() for i in (1, 60)}
     # Every malformed message is a dead letter, whole, with its reason.
     dead = result["dead_letters"]
     assert len(dead) == len(expected.dead_letters)
