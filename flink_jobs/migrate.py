@@ -120,11 +120,12 @@ def current_ttl(store: Store, table: str) -> str:
     return found.group(1).strip() if found else ""
 
 
-def ttl_statements(store: Store, cfg: StoreConfig, tables_exist: bool = True) -> list[str]:
+def ttl_statements(store: Store, cfg: StoreConfig) -> list[str]:
+    """The ALTERs that bring each table's TTL to the setting; none when it is there already (a
+    table not created yet has none)."""
     statements = []
     for table, wanted in desired_ttls(cfg).items():
-        now = current_ttl(store, table) if tables_exist else ""
-        if wanted == now:
+        if wanted == current_ttl(store, table):
             continue
         statements.append(f"ALTER TABLE `{table}` MODIFY TTL {wanted}" if wanted else f"ALTER TABLE `{table}` REMOVE TTL")
     return statements
@@ -150,9 +151,7 @@ def migrate(store: Store, cfg: StoreConfig, dry_run: bool = False) -> list[str]:
             store.insert("schema_migrations", [(migration.version, migration.checksum, len(migration.statements))])
         log.info("%s %s (%d statements)", "would apply" if dry_run else "applied", migration.version,
                  len(migration.statements))
-    # In a dry run on a fresh store the tables do not exist yet: their TTL is the one to set.
-    tables_exist = not dry_run or not p.pending or p.applied
-    for statement in ttl_statements(store, cfg, bool(tables_exist)):
+    for statement in ttl_statements(store, cfg):
         if not dry_run:
             store.command(statement)
         log.info("%s: %s", "would run" if dry_run else "ran", statement)
@@ -220,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             statements = migrate(store, cfg, dry_run=args.dry_run)
             if args.dry_run:
-                print(";\n\n".join(statements + [f"-- {len(users)} statements of sql/users/"] * bool(users)) or
-                      "-- nothing to do")
+                print(";\n\n".join(statements) or "-- nothing to do")
+                if users:
+                    print(f"-- and the {len(users)} statements of sql/users/ (not shown: they carry password hashes)")
                 return 0
             if users:
                 secrets = [cfg.job_password, cfg.grafana_password]

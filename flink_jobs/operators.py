@@ -244,10 +244,12 @@ class BuildBars(KeyedProcessFunction):
             ctx.timer_service().register_event_time_timer(end - 1)
         if late:
             self.late.inc()
-            reason = (f"late for bar window: trade time {trade.trade_time_ms} is behind the watermark {watermark}; "
+            # No watermark in the reason: dead letters are keyed by their reason, and a replay of
+            # the same trade must collapse onto the first one.
+            reason = (f"late for bar window: trade time {trade.trade_time_ms} is behind the watermark; "
                       f"missing from its {' and '.join(f'{s} s' for s in late)} bar")
             if self.sampled_log.should_log():
-                log.warning("%s trade %d %s", trade.symbol, trade.trade_id, reason)
+                log.warning("%s trade %d %s (watermark %d)", trade.symbol, trade.trade_id, reason, watermark)
             yield dead_letter("bars", reason, repr(tuple(trade)), trade.symbol, trade.trade_id)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
