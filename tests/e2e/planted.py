@@ -13,11 +13,7 @@ from producer.sources import read_any
 from tests.conftest import sample_path
 
 SYMBOLS = "ETHUSDT,XRPETH"
-# The input interleaves 2019 (XRPETH) and 2023 (ETHUSDT) trades, which the producer's key hash puts
-# in one partition; the other stays empty. Idle, it would stop holding the watermark back and every
-# XRPETH trade would be late for its bars, depending on how long the run takes: never idle here.
-JOB_ENV = {"SYMBOLS": SYMBOLS, "COOLDOWN_SECONDS": "5", "ZSCORE_THRESHOLDS": "ETHUSDT=3.5,XRPETH=4.0",
-           "WATERMARK_IDLE_TIMEOUT_MS": "0"}
+JOB_ENV = {"SYMBOLS": SYMBOLS, "COOLDOWN_SECONDS": "5", "ZSCORE_THRESHOLDS": "ETHUSDT=3.5,XRPETH=4.0"}
 # (symbol, index in its file, price factor)
 SPIKES = [("ETHUSDT", 300, 1.02), ("ETHUSDT", 700, 0.98), ("XRPETH", 1500, 1.03), ("XRPETH", 3500, 0.97)]
 GOOD = {"e": "trade", "E": 1675329700000, "s": "ETHUSDT", "t": 99, "p": "1666.8", "q": "1.5",
