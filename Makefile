@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo report grafana-push test test-unit test-e2e kafka-start kafka-stop flink-start flink-stop status lock clean
+.PHONY: help setup demo report grafana-push test test-unit test-e2e migrate kafka-start kafka-stop flink-start flink-stop status lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ test-unit: setup  ## unit tests only (no broker, no Flink)
 
 test-e2e: setup  ## end-to-end tests only
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+migrate: setup  ## apply pending sql/ migrations and the TTL settings to the configured store
+	$(PY) -m flink_jobs.migrate
 
 kafka-start: setup  ## start the local Kafka broker
 	bash deploy/local/kafka.sh start

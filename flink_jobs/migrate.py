@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import config as app_config
 from config import ConfigError, StoreConfig
-from flink_jobs.store import SQL_DIR, Store, StoreError, open_store, schema_files, split_statements
+from flink_jobs.store import (SQL_DIR, Store, StoreError, checked_identifier, open_store, schema_files,
+                              split_statements)
 
 log = logging.getLogger("flink_jobs.migrate")
 
@@ -163,7 +164,9 @@ def render_users(database: str, job_password: str, grafana_password: str) -> lis
     """The statements of sql/users/ with their placeholders filled: passwords only as SHA-256."""
     if not job_password or not grafana_password:
         raise MigrationError("--users needs CLICKHOUSE_JOB_PASSWORD and CLICKHOUSE_GRAFANA_PASSWORD")
-    values = {"database": f"`{database}`",
+    # Filled by text substitution (DDL takes no query parameters): an identifier checked like the
+    # store checks it, and hex digests.
+    values = {"database": f"`{checked_identifier(database)}`",
               "job_password_sha256": hashlib.sha256(job_password.encode()).hexdigest(),
               "grafana_password_sha256": hashlib.sha256(grafana_password.encode()).hexdigest()}
 

@@ -100,7 +100,7 @@ def to_arrow(table: str, rows: Sequence[tuple]) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=[name for name, _ in columns])
 
 
-def _checked_identifier(name: str) -> str:
+def checked_identifier(name: str) -> str:
     if not _IDENTIFIER.match(name):
         raise StoreError(f"CLICKHOUSE_DATABASE={name!r}: must be a plain identifier")
     return name
@@ -111,7 +111,7 @@ class Store:
 
     def __init__(self, config: StoreConfig):
         self.config = config
-        self.database = _checked_identifier(config.database)
+        self.database = checked_identifier(config.database)
 
     def apply_schema(self) -> int:
         """Creates the database and applies the pending files of sql/ in order, recorded in
