@@ -152,7 +152,7 @@ class StoreConfig:
         "The job applies pending sql/ migrations when it starts; false when its user may only insert "
         "(then run python -m flink_jobs.migrate as an administrator)")
     trades_ttl_days: int = setting(
-        "TRADES_TTL_DAYS", 0, "Days raw trades are kept, by trade time; 0 = forever (set by the migrations)",
+        "TRADES_TTL_DAYS", 0, "Days raw trades are kept, by trade time; 0 = forever (set by python -m flink_jobs.migrate)",
         minimum=0, maximum=36_500)
     bars_1s_ttl_days: int = setting(
         "BARS_1S_TTL_DAYS", 0,

@@ -11,9 +11,10 @@ Works on the store the configuration names (CHDB_PATH, or CLICKHOUSE_URL as an a
 through the same Store the job writes with. Applied files are recorded in `schema_migrations`
 with the SHA-256 of their statements (comments and whitespace do not count); a recorded file
 whose statements changed is refused: schema changes go into a new numbered file. The TTL of raw
-trades and 1-second bars follows TRADES_TTL_DAYS and BARS_1S_TTL_DAYS on every run, changed only
-when it differs from what the table has. The job runs the same migrations when it starts
-(STORE_MIGRATE_ON_START), so a store is never older than the job writing to it.
+trades and 1-second bars follows TRADES_TTL_DAYS and BARS_1S_TTL_DAYS on every run of this
+command, changed only when it differs from what the table has. The job applies the same files
+when it starts (STORE_MIGRATE_ON_START), so a store is never older than the job writing to it,
+but leaves TTLs alone: a job started without the TTL settings must not undo them.
 """
 from __future__ import annotations
 
@@ -132,8 +133,8 @@ def ttl_statements(store: Store, cfg: StoreConfig) -> list[str]:
     return statements
 
 
-def migrate(store: Store, cfg: StoreConfig, dry_run: bool = False) -> list[str]:
-    """Applies pending files and the TTL settings; returns the statements run (or, dry, to run)."""
+def migrate(store: Store, cfg: StoreConfig, dry_run: bool = False, ttl: bool = True) -> list[str]:
+    """Applies pending files and (ttl) the TTL settings; returns the statements run (or, dry, to run)."""
     if not dry_run:
         store.command(f"CREATE DATABASE IF NOT EXISTS `{store.database}`")
         for statement in read_file_statements(MIGRATIONS_DDL):
@@ -152,7 +153,7 @@ def migrate(store: Store, cfg: StoreConfig, dry_run: bool = False) -> list[str]:
             store.insert("schema_migrations", [(migration.version, migration.checksum, len(migration.statements))])
         log.info("%s %s (%d statements)", "would apply" if dry_run else "applied", migration.version,
                  len(migration.statements))
-    for statement in ttl_statements(store, cfg):
+    for statement in ttl_statements(store, cfg) if ttl else []:
         if not dry_run:
             store.command(statement)
         log.info("%s: %s", "would run" if dry_run else "ran", statement)

@@ -115,13 +115,14 @@ class Store:
 
     def apply_schema(self) -> int:
         """Creates the database and applies the pending files of sql/ in order, recorded in
-        schema_migrations (flink_jobs/migrate.py), and the TTL settings. Safe to repeat, and to run
-        from several sink subtasks at once (every statement is idempotent). Returns statements run."""
+        schema_migrations (flink_jobs/migrate.py); TTLs are the migrations command's. Safe to
+        repeat, and to run from several sink subtasks at once (every statement is idempotent).
+        Returns the statements run."""
         from flink_jobs.migrate import migrate
 
         if not schema_files():
             raise StoreError(f"no schema files in {SQL_DIR}: the job must ship sql/ with its Python files")
-        return len(migrate(self, self.config))
+        return len(migrate(self, self.config, ttl=False))
 
     def command(self, sql: str) -> None:
         """Runs a statement without parameters or results (DDL)."""

@@ -108,6 +108,10 @@ def test_ttl_settings_expire_old_trades_and_1s_bars_keep_minute_bars_and_are_set
         assert [r["interval_s"] for r in kept] == [60, 1]
         assert kept[1]["window_start"] > datetime.now(timezone.utc) - timedelta(days=1)
 
+    with open_chdb(tmp_path) as store:  # the job's start, without the TTL settings, leaves them alone
+        assert store.apply_schema() == 0
+        assert migrate.current_ttl(store, "trades") == "toDateTime(trade_time) + toIntervalDay(30)"
+
     with open_chdb(tmp_path, TRADES_TTL_DAYS="0") as store:  # 0 = keep for ever
         assert migrate.migrate(store, store.config) == ["ALTER TABLE `trades` REMOVE TTL", "ALTER TABLE `bars` REMOVE TTL"]
         assert migrate.current_ttl(store, "trades") == ""
