@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import math
 from datetime import datetime, timezone
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 # The dashboard link covers this much market time on either side of the trade.
 DASHBOARD_SPAN_MS = 15 * 60 * 1000
@@ -56,8 +56,19 @@ def dashboard_link(template: str, alert: Alert) -> str:
     return template.format(symbol=alert.symbol, from_ms=t - DASHBOARD_SPAN_MS, to_ms=t + DASHBOARD_SPAN_MS, time_ms=t)
 
 
-def _cut(text: str, limit: int = MAX_REASON_CHARS) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
+def _fit(text: str, escape: Callable[[str], str], limit: int = MAX_REASON_CHARS) -> str:
+    """escape(text), cut so that the *escaped* text fits `limit` (escaping can make it 5x longer)
+    and never in the middle of an escape sequence."""
+    if len(escape(text)) <= limit:
+        return escape(text)
+    lo, hi = 0, len(text)  # the longest prefix whose escaped form plus an ellipsis fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(escape(text[:mid])) < limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return escape(text[:lo]) + "\N{HORIZONTAL ELLIPSIS}"
 
 
 def _forest(alert: Alert) -> str:
@@ -90,7 +101,7 @@ def telegram_text(alert: Alert, dashboard_template: str = "", suppressed: Suppre
     esc = html.escape
     lines = [f"{SEVERITY_ICON.get(alert.severity, '')} <b>{esc(headline(alert))}</b>",
              *(f"<b>{label}:</b> {esc(value)}" for label, value in facts(alert)),
-             esc(_cut(alert.reason))]
+             _fit(alert.reason, esc)]
     link = dashboard_link(dashboard_template, alert)
     if link:
         lines.append(f'<a href="{esc(link, quote=True)}">Dashboard</a>')
@@ -110,8 +121,9 @@ def slack_escape(text: str) -> str:
 
 
 def slack_link(url: str, label: str) -> str:
-    # Inside <url|label>, a '|' or '>' in the URL would end it early; percent-encode them.
-    safe_url = url.replace("|", "%7C").replace(">", "%3E").replace("<", "%3C")
+    # Slack reads &amp; as & everywhere, URLs included; a '|', '<' or '>' in the URL would end the
+    # link early, so they are percent-encoded instead.
+    safe_url = url.replace("&", "&amp;").replace("|", "%7C").replace(">", "%3E").replace("<", "%3C")
     return f"<{safe_url}|{slack_escape(label)}>"
 
 
@@ -121,7 +133,7 @@ def slack_payload(alert: Alert, dashboard_template: str = "", suppressed: Suppre
     title = f"{SEVERITY_ICON.get(alert.severity, '')} *{esc(headline(alert))}*"
     details = "\n".join(f"*{label}:* {esc(value)}" for label, value in facts(alert))
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"{title}\n{details}"}},
-              {"type": "section", "text": {"type": "mrkdwn", "text": esc(_cut(alert.reason))}}]
+              {"type": "section", "text": {"type": "mrkdwn", "text": _fit(alert.reason, esc)}}]
     context = []
     link = dashboard_link(dashboard_template, alert)
     if link:
@@ -131,7 +143,7 @@ def slack_payload(alert: Alert, dashboard_template: str = "", suppressed: Suppre
         context.append(esc(note))
     if context:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": c} for c in context]})
-    return {"text": esc(f"{headline(alert)}: {_cut(alert.reason, 300)}"), "blocks": blocks}
+    return {"text": _fit(f"{headline(alert)}: {alert.reason}", esc, 300), "blocks": blocks}
 
 
 def slack_summary(suppressed: Suppressed) -> dict:
