@@ -24,10 +24,10 @@ class WebhookServer:
     def __init__(self, flavour: str, script: list | None = None, default: tuple = ("ok",)):
         self.flavour, self.script, self.default = flavour, list(script or []), default
         self.requests: list[dict] = []   # {"path", "body", "step"} in arrival order
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
@@ -42,6 +42,15 @@ class WebhookServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
+    def wait_for_requests(self, count: int, timeout: float = 10.0) -> bool:
+        """True once `count` requests have arrived (a condition, not a guess at timing)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: len(self.requests) >= count, timeout)
+
+    def release_port(self) -> None:
+        """For a server never started: free its port, so that connections to it are refused."""
+        self._httpd.server_close()
+
     def delivered(self) -> list[dict]:
         """Bodies of the requests the server answered with success."""
         with self._lock:
@@ -51,6 +60,7 @@ class WebhookServer:
         with self._lock:
             step = self.script.pop(0) if self.script else self.default
             self.requests.append({"path": path, "body": body, "step": step})
+            self._lock.notify_all()
             return step
 
     def _handler(self):

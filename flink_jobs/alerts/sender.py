@@ -40,6 +40,7 @@ class AlertSender:
         self.queue_size, self.close_timeout_s = queue_size, close_timeout_s
         self.clock = clock
         self._wakeup = threading.Event()
+        self.closing = threading.Event()  # set once close() has fixed the deadline
         self.sleep = sleep or self._interruptible_sleep
         self._queue: queue.Queue = queue.Queue()  # bounded by submit(), so that close() can always enqueue _STOP
         self._close_deadline = float("inf")
@@ -58,6 +59,7 @@ class AlertSender:
     def close(self) -> dict:
         """Drains the queue within close_timeout_s, stops the thread, and returns the counts."""
         self._close_deadline = self.clock() + self.close_timeout_s
+        self.closing.set()
         self._queue.put(_STOP)
         self._wakeup.set()  # a retry wait that would end after the deadline gives up now
         # Safety net in wall time: a request in flight ends within its own timeout.
