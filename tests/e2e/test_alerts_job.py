@@ -96,3 +96,6 @@ def test_job_sends_each_stored_anomaly_that_passes_the_policy_once_to_telegram_a
     assert all(r["path"] == f"/bot{TOKEN}/sendMessage" for r in telegram.requests)
     assert TOKEN not in result.stderr and "e2e-secret-key" not in result.stderr
     assert "alerts to TelegramChannel(" in result.stderr
+    # The sink's own account when the bounded input ended (the Python workers log to the job's stderr).
+    n = len(expected)
+    assert f"alerts: queued {n}, slack_sent {n}, telegram_sent {n}" in result.stderr
