@@ -21,11 +21,11 @@ TELEGRAM_OK = {"ok": True, "result": {"message_id": 1}}
 
 
 class WebhookServer:
-    def __init__(self, flavour: str, script: list | None = None, default: tuple = ("ok",)):
+    def __init__(self, flavour: str, script: list | None = None, default: tuple = ("ok",), port: int = 0):
         self.flavour, self.script, self.default = flavour, list(script or []), default
         self.requests: list[dict] = []   # {"path", "body", "step"} in arrival order
         self._lock = threading.Condition()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -97,3 +97,37 @@ class WebhookServer:
                 pass
 
         return Handler
+
+
+def main() -> None:
+    """Serves one stand-in until interrupted, printing each message's headline (docs/alerts.md):
+
+        python -m tests.webhook_server slack 18650
+    """
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m tests.webhook_server")
+    parser.add_argument("flavour", choices=("telegram", "slack"))
+    parser.add_argument("port", type=int, nargs="?", default=0)
+    args = parser.parse_args()
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    with WebhookServer(args.flavour, port=args.port) as server:
+        print(f"{args.flavour} stand-in on {server.url}", flush=True)
+        try:
+            seen = 0
+            while True:
+                server.wait_for_requests(seen + 1, timeout=3600)
+                for request in server.requests[seen:]:
+                    body = request["body"]
+                    print((body.get("text") or "").splitlines()[0][:160], flush=True)
+                seen = len(server.requests)
+        except KeyboardInterrupt:
+            print(f"{len(server.delivered())} messages received", flush=True)
+
+
+if __name__ == "__main__":
+    main()
