@@ -100,9 +100,10 @@ class WebhookServer:
 
 
 def main() -> None:
-    """Serves one stand-in until interrupted, printing each message's headline (docs/alerts.md):
+    """Serves one stand-in until interrupted, printing each message's headline, or with --full the
+    whole request body (docs/alerts.md):
 
-        python -m tests.webhook_server slack 18650
+        python -m tests.webhook_server slack 18650 [--full]
     """
     import argparse
     import signal
@@ -110,6 +111,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.webhook_server")
     parser.add_argument("flavour", choices=("telegram", "slack"))
     parser.add_argument("port", type=int, nargs="?", default=0)
+    parser.add_argument("--full", action="store_true", help="print each request body as JSON")
     args = parser.parse_args()
     def interrupt(*_):
         raise KeyboardInterrupt
@@ -123,7 +125,8 @@ def main() -> None:
                 server.wait_for_requests(seen + 1, timeout=3600)
                 for request in server.requests[seen:]:
                     body = request["body"]
-                    print((body.get("text") or "").splitlines()[0][:160], flush=True)
+                    shown = json.dumps(body, ensure_ascii=False) if args.full else (body.get("text") or "").splitlines()[0][:160]
+                    print(shown, flush=True)
                 seen = len(server.requests)
         except KeyboardInterrupt:
             print(f"{len(server.delivered())} messages received", flush=True)
