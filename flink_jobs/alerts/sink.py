@@ -44,9 +44,10 @@ class AlertSink(KeyedProcessFunction):
         self.sender = AlertSender(channels_from_config(self.alerts), RetryPolicy.from_config(self.alerts),
                                   self.alerts.queue_size, self.alerts.close_timeout_s)
         metrics = runtime_context.get_metrics_group()
-        self.decisions = {outcome: metrics.counter(f"alerts_{name}") for outcome, name in (
-            (METHOD, "filtered"), (SEVERITY, "filtered"), (COOLDOWN, "cooldown"), (RATE_LIMITED, "rate_limited"),
-            (SEND, "submitted"))}
+        filtered = metrics.counter("alerts_filtered")  # by method or severity: not alert-worthy
+        self.decisions = {METHOD: filtered, SEVERITY: filtered, COOLDOWN: metrics.counter("alerts_cooldown"),
+                          RATE_LIMITED: metrics.counter("alerts_rate_limited"),
+                          SEND: metrics.counter("alerts_submitted")}
         self.delivery = {name: metrics.counter(f"alerts_{name}") for name in ("sent", "failed", "dropped")}
         self.reported = {name: 0 for name in self.delivery}
         # One summary timer at a time: after a message's worth of tokens has refilled.
