@@ -193,12 +193,15 @@ def test_tokens_and_webhook_urls_never_reach_the_logs(caplog):
         fake = FakeTime()
         with caplog.at_level(logging.DEBUG):
             logging.getLogger("test").info("%s; %r; %r", describe_alerting(cfg), cfg, channels_from_config(cfg))
-            sender = AlertSender([*channels_from_config(cfg), refused], RETRY._replace(max_attempts=2), 10, 30,
+            # And one whose URL urllib refuses outright (a space): its error message quotes the URL.
+            spaced = SlackChannel(closed.url + "/services/T0001/B0002/slack-secret key")
+            sender = AlertSender([*channels_from_config(cfg), refused, spaced], RETRY._replace(max_attempts=2), 10, 30,
                                  clock=fake.clock, sleep=fake.sleep)
             sender.submit(alert(1))
             stats = sender.close()
-    assert stats == {"queued": 1, "telegram_failed": 1, "slack_failed": 2}
+    assert stats == {"queued": 1, "telegram_failed": 1, "slack_failed": 3}
     assert "telegram failed: HTTP 400: Bad Request: no bot /bot***/sendMessage" in caplog.text
     assert "connection error" in caplog.text
-    for secret in (TOKEN, "AAH-very-secret-token", SLACK_PATH, "slack-secret-key"):
+    assert "unusable URL" in caplog.text
+    for secret in (TOKEN, "AAH-very-secret-token", SLACK_PATH, "slack-secret-key", "slack-secret key"):
         assert secret not in caplog.text

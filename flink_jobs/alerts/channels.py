@@ -197,6 +197,11 @@ def channels_from_config(alerts) -> list:
 def _attempt(channel, payload: dict, timeout: float) -> Outcome:
     try:
         return channel.classify(post_json(channel.url, payload, timeout))
+    except (ValueError, http.client.InvalidURL) as error:
+        # A URL urllib cannot use (a space, a control character): retrying cannot fix it, and the
+        # error's text quotes the URL, secret and all.
+        return Outcome(PERMANENT, redact(f"unusable URL {channel.safe_url}: {type(error).__name__}: {error}",
+                                         channel.secrets), None)
     except (OSError, http.client.HTTPException) as error:
         # OSError covers refused and reset connections, timeouts and urllib's URLError. Their text
         # names no URL, but it goes through redact() like everything else.

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from typing import Callable, NamedTuple
 
-from flink_jobs.alerts.channels import RetryPolicy, deliver
+from flink_jobs.alerts.channels import RetryPolicy, deliver, redact
 from flink_jobs.alerts.message import Alert, Suppressed
 
 log = logging.getLogger(__name__)
@@ -104,9 +104,11 @@ class AlertSender:
                        else channel.render_summary(item.suppressed))
             result = deliver(channel, payload, self.retry, clock=self.clock, sleep=self.sleep,
                              give_up_at=lambda: self._close_deadline)
-        except Exception:  # noqa: BLE001 - a bug in rendering must not kill the thread and silence every later alert
+        except Exception as error:  # noqa: BLE001 - a bug must not kill the thread and silence every later alert
             self._count(f"{channel.name}_failed")
-            log.exception("%s to %s failed unexpectedly", item.describe(), channel.name)
+            # No traceback: exception texts from deep in urllib can quote the URL, and the URL is a secret.
+            log.error("%s to %s failed unexpectedly: %s", item.describe(), channel.name,
+                      redact(f"{type(error).__name__}: {error}", channel.secrets))
             return
         if result.delivered:
             self._count(f"{channel.name}_sent")
