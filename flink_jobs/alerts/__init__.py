@@ -5,6 +5,7 @@
 - channels.py  the Telegram Bot API and Slack incoming-webhook clients, and retries with backoff
 - sender.py    a bounded queue and one sender thread, so delivery never runs on the record path
 - sink.py      the Flink operator that wires them into the job
+- preview.py   a dry run of the policy over the stored anomalies (python -m flink_jobs.alerts.preview)
 
 Everything but sink.py is plain Python, tested without Flink (tests/test_alert_*.py).
 """
