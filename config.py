@@ -244,6 +244,72 @@ class LiveConfig:
         "LIVE_STATS_INTERVAL_S", 30.0, "Seconds between stats log lines", minimum=0.1, maximum=86_400.0)
 
 
+SEVERITIES = ("low", "medium", "high")
+# Placeholders an ALERT_DASHBOARD_URL template may use (flink_jobs/alerts/message.py fills them).
+DASHBOARD_PLACEHOLDERS = {"symbol": "BTCUSDT", "from_ms": 0, "to_ms": 0, "time_ms": 0}
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    telegram_api_url: str = setting(
+        "TELEGRAM_API_URL", "https://api.telegram.org", "Telegram Bot API base (tests point it at loopback)")
+    telegram_bot_token: str = setting(
+        "TELEGRAM_BOT_TOKEN", "", "Telegram bot token; with TELEGRAM_CHAT_ID turns Telegram alerts on; never logged",
+        secret=True)
+    telegram_chat_id: str = setting("TELEGRAM_CHAT_ID", "", "Telegram chat (user, group or @channel) that gets alerts")
+    slack_webhook_url: str = setting(
+        "SLACK_WEBHOOK_URL", "", "Slack incoming webhook URL; turns Slack alerts on; never logged", secret=True)
+    min_severity: str = setting(
+        "ALERT_MIN_SEVERITY", "medium", "Lowest anomaly severity that is alerted", choices=SEVERITIES)
+    methods: tuple = setting(
+        "ALERT_METHODS", ("combined",),
+        "Detection methods that are alerted (the store keeps all): zscore, iforest, combined")
+    cooldown_seconds: float = setting(
+        "ALERT_COOLDOWN_SECONDS", 300.0,
+        "Event-time seconds after an alert during which the same symbol sends no other (any method)",
+        minimum=0.0, maximum=86400.0)
+    max_per_minute: int = setting(
+        "ALERT_MAX_PER_MINUTE", 20,
+        "Global rate limit (token bucket, bursts up to this many); the rest are counted and summarised",
+        minimum=1, maximum=10_000)
+    dashboard_url: str = setting(
+        "ALERT_DASHBOARD_URL", "",
+        "Link in each alert, a template with {symbol}, {from_ms}, {to_ms}, {time_ms}; empty = no link")
+    queue_size: int = setting(
+        "ALERT_QUEUE_SIZE", 1000, "Alerts waiting for the sender thread; beyond, an alert is dropped (counted)",
+        minimum=1, maximum=1_000_000)
+    http_timeout_s: float = setting(
+        "ALERT_HTTP_TIMEOUT_S", 10.0, "Timeout of each webhook request", minimum=0.1, maximum=300.0)
+    max_attempts: int = setting(
+        "ALERT_MAX_ATTEMPTS", 5, "Attempts per alert and channel (5xx, 429 and connection errors are retried)",
+        minimum=1, maximum=100)
+    retry_initial_s: float = setting(
+        "ALERT_RETRY_INITIAL_S", 1.0, "First retry delay; doubles per attempt (Retry-After wins when given)",
+        minimum=0.0, maximum=600.0)
+    retry_max_s: float = setting(
+        "ALERT_RETRY_MAX_S", 30.0, "Longest retry delay computed by backoff", minimum=0.0, maximum=3600.0)
+    delivery_timeout_s: float = setting(
+        "ALERT_DELIVERY_TIMEOUT_S", 60.0,
+        "Longest an alert may spend in retries per channel before it counts as failed", minimum=0.1,
+        maximum=3600.0)
+    close_timeout_s: float = setting(
+        "ALERT_CLOSE_TIMEOUT_S", 30.0,
+        "When the job stops, how long queued alerts may take to go out; the rest are counted as dropped",
+        minimum=0.0, maximum=3600.0)
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.telegram_bot_token and self.telegram_chat_id)
+
+    @property
+    def slack_enabled(self) -> bool:
+        return bool(self.slack_webhook_url)
+
+    @property
+    def enabled(self) -> bool:
+        return self.telegram_enabled or self.slack_enabled
+
+
 @dataclass(frozen=True)
 class GrafanaConfig:
     url: str = setting("GRAFANA_URL", "http://127.0.0.1:3000", "Grafana that python -m deploy.grafana.push writes to")
@@ -288,10 +354,11 @@ class AppConfig:
     live: LiveConfig = field(default_factory=LiveConfig)
     grafana: GrafanaConfig = field(default_factory=GrafanaConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    alerts: AlertConfig = field(default_factory=AlertConfig)
 
 
 SECTIONS = {"kafka": KafkaConfig, "detection": DetectionConfig, "store": StoreConfig, "job": JobConfig,
-            "live": LiveConfig, "grafana": GrafanaConfig, "report": ReportConfig}
+            "live": LiveConfig, "grafana": GrafanaConfig, "report": ReportConfig, "alerts": AlertConfig}
 
 
 def _parse(f: dataclasses.Field, raw: str):
@@ -410,6 +477,34 @@ def _validate_grafana(g: GrafanaConfig) -> GrafanaConfig:
     return dataclasses.replace(g, url=g.url.rstrip("/"))
 
 
+def _validate_alerts(a: AlertConfig) -> AlertConfig:
+    if bool(a.telegram_bot_token) != bool(a.telegram_chat_id):
+        raise ConfigError("TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID: set both for Telegram alerts, or neither")
+    # The URLs' values are not echoed: the webhook URL is itself the secret.
+    for name, url, secret in (("TELEGRAM_API_URL", a.telegram_api_url, False),
+                              ("SLACK_WEBHOOK_URL", a.slack_webhook_url, True),
+                              ("ALERT_DASHBOARD_URL", a.dashboard_url, False)):
+        if url and not url.startswith(("http://", "https://")):
+            shown = "" if secret else f"={url!r}"
+            raise ConfigError(f"{name}{shown}: must start with http:// or https://")
+    if a.telegram_bot_token and ("/" in a.telegram_bot_token or any(c.isspace() for c in a.telegram_bot_token)):
+        raise ConfigError("TELEGRAM_BOT_TOKEN: must not contain '/' or spaces (it goes into the URL path)")
+    methods = tuple(m.lower() for m in a.methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if not methods or unknown:
+        raise ConfigError(f"ALERT_METHODS: {','.join(unknown) or 'nothing'} is not one of {', '.join(METHODS)}")
+    if a.dashboard_url:
+        try:
+            a.dashboard_url.format(**DASHBOARD_PLACEHOLDERS)
+        except (KeyError, IndexError, ValueError) as error:
+            raise ConfigError(f"ALERT_DASHBOARD_URL={a.dashboard_url!r}: bad placeholder {error}; use "
+                              f"{', '.join('{' + k + '}' for k in DASHBOARD_PLACEHOLDERS)}") from None
+    if a.retry_max_s < a.retry_initial_s:
+        raise ConfigError(f"ALERT_RETRY_MAX_S={a.retry_max_s}: must not be below ALERT_RETRY_INITIAL_S="
+                          f"{a.retry_initial_s}")
+    return dataclasses.replace(a, methods=methods, telegram_api_url=a.telegram_api_url.rstrip("/"))
+
+
 def load(environ: Mapping[str, str] | None = None, **overrides: Mapping[str, object]) -> AppConfig:
     """Builds the validated configuration: overrides (per section) > environment > defaults.
 
@@ -422,6 +517,7 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Mapping[str, obj
     sections["kafka"] = _validate_kafka(sections["kafka"])
     sections["live"] = _validate_live(sections["live"])
     sections["grafana"] = _validate_grafana(sections["grafana"])
+    sections["alerts"] = _validate_alerts(sections["alerts"])
     return AppConfig(**sections)
 
 

@@ -9,6 +9,7 @@
       -> key_by(symbol) -> BuildBars       1 s and 1 min OHLCV bars, event-time tumbling windows
       -> union(dead letters) -> StoreSink    batched, idempotent inserts into trades/anomalies/
                                              dead_letters/bars
+         anomalies -> key_by(symbol) -> AlertSink   Telegram/Slack, when configured (flink_jobs/alerts/)
 
 Runs in a local MiniCluster:    python flink_jobs/anomaly_job.py --bounded
 and on a cluster:               flink run -py flink_jobs/anomaly_job.py -pyexec <python> -- --bounded
@@ -227,7 +228,8 @@ def bars_stage(timed):
 def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None:
     from pyflink.common import Duration, WatermarkStrategy
 
-    from flink_jobs.operators import (CANDIDATES, DEAD_LETTERS, PARSED_TYPE, ApplyCooldown, ParseTrades,
+    from flink_jobs.alerts.sink import describe_alerting
+    from flink_jobs.operators import (ALERTS, CANDIDATES, DEAD_LETTERS, PARSED_TYPE, ApplyCooldown, ParseTrades,
                                       ScoreTrades, StoreSink, sink_key)
 
     # Parsing runs at the source's parallelism, chained to it: a rebalance in between would
@@ -253,7 +255,7 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
               .process(ScoreTrades(cfg.detection)).name("features-and-scoring"))
     anomalies = (scored.get_side_output(CANDIDATES)
                  .key_by(lambda anomaly: anomaly.trade.symbol)
-                 .process(ApplyCooldown(cfg.detection)).name("cooldown"))
+                 .process(ApplyCooldown(cfg.detection, alerts=cfg.alerts.enabled)).name("cooldown"))
     to_store = [anomalies, dead_letters]
     if cfg.job.bars:
         to_store.append(bars_stage(timed))
@@ -263,6 +265,16 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
      .key_by(lambda record: sink_key(record, sink_parallelism))
      .process(StoreSink(cfg.store)).name(f"store-sink-{cfg.store.backend}")
      .set_parallelism(sink_parallelism))
+    log.info("%s", describe_alerting(cfg.alerts))
+    if cfg.alerts.enabled:
+        from flink_jobs.alerts.sink import AlertSink
+
+        # One subtask: the rate limit is the job's, and anomalies are few (one per symbol and
+        # method per COOLDOWN_SECONDS at most).
+        (anomalies.get_side_output(ALERTS)
+         .key_by(lambda alert: alert.symbol)
+         .process(AlertSink(cfg.alerts)).name("alerts")
+         .set_parallelism(1))
 
 
 def configure_logging(level: str) -> None:

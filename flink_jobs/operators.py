@@ -18,6 +18,7 @@ from pyflink.datastream.time_domain import TimeDomain
 
 from config import DetectionConfig, StoreConfig
 from flink_jobs.bars import OpenBars
+from flink_jobs.alerts.message import alert_from_anomaly
 from flink_jobs.detectors.base import Anomaly
 from flink_jobs.detectors.methods import Cooldown, candidates, score_batch
 from flink_jobs.detectors.zscore import ZScoreDetector
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 DEAD_LETTERS = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
 CANDIDATES = OutputTag("anomaly-candidates", Types.PICKLED_BYTE_ARRAY())
+# Anomalies after cooldown, as alerts.message.Alert records, when alerts are on.
+ALERTS = OutputTag("alerts", Types.PICKLED_BYTE_ARRAY())
 # ParseTrades emits (trade, trade time ms): the Java timestamp assigner reads the second field.
 PARSED_TYPE = Types.TUPLE([Types.PICKLED_BYTE_ARRAY(), Types.LONG()])
 # Event-time timers at this instant fire only on the final watermark of a bounded input.
@@ -188,10 +191,12 @@ class ScoreTrades(KeyedProcessFunction):
 
 class ApplyCooldown(KeyedProcessFunction):
     """Per symbol and method: lets an anomaly through unless the same method raised one for the
-    symbol less than COOLDOWN_SECONDS of event time before. Only candidates reach this operator."""
+    symbol less than COOLDOWN_SECONDS of event time before. Only candidates reach this operator.
+    With `alerts`, every anomaly let through also goes to the ALERTS side output."""
 
-    def __init__(self, detection: DetectionConfig):
+    def __init__(self, detection: DetectionConfig, alerts: bool = False):
         self.detection = detection
+        self.alerts = alerts
 
     def open(self, runtime_context: RuntimeContext):
         self.last_by_method = runtime_context.get_state(
@@ -209,6 +214,8 @@ class ApplyCooldown(KeyedProcessFunction):
         log.log(logging.INFO if anomaly.severity == "high" else logging.DEBUG, "anomaly %s %s trade %d: %s",
                 anomaly.method, anomaly.trade.symbol, anomaly.trade.trade_id, anomaly.reason)
         yield anomaly_row(anomaly)
+        if self.alerts:
+            yield ALERTS, alert_from_anomaly(anomaly)
 
 
 class BuildBars(KeyedProcessFunction):

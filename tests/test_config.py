@@ -67,3 +67,29 @@ def test_every_environment_variable_is_documented_in_the_readme():
     variables = [f.metadata["env"] for cls in config.SECTIONS.values() for f in dataclasses.fields(cls)]
     missing = [v for v in variables if f"`{v}`" not in readme]
     assert not missing, f"README lacks {missing}; paste `python config.py` output into it"
+
+
+@pytest.mark.parametrize("env, variable", [
+    ({"TELEGRAM_BOT_TOKEN": "123:abc"}, "TELEGRAM_CHAT_ID"),
+    ({"TELEGRAM_CHAT_ID": "42"}, "TELEGRAM_BOT_TOKEN"),
+    ({"ALERT_METHODS": "combined,votes"}, "ALERT_METHODS"),
+    ({"ALERT_MIN_SEVERITY": "critical"}, "ALERT_MIN_SEVERITY"),
+    ({"ALERT_MAX_PER_MINUTE": "0"}, "ALERT_MAX_PER_MINUTE"),
+    ({"ALERT_DASHBOARD_URL": "https://g/d?var-symbol={sym}"}, "ALERT_DASHBOARD_URL"),
+    ({"ALERT_RETRY_INITIAL_S": "10", "ALERT_RETRY_MAX_S": "5"}, "ALERT_RETRY_MAX_S"),
+    ({"TELEGRAM_API_URL": "api.telegram.org"}, "TELEGRAM_API_URL"),
+])
+def test_invalid_alert_settings_fail_with_the_variable_named(env, variable):
+    with pytest.raises(ConfigError, match=variable):
+        load(env)
+
+
+def test_alerts_are_off_until_a_channel_is_configured_and_webhook_secrets_are_never_echoed():
+    assert not load({}).alerts.enabled
+    cfg = load({"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/sekrit",
+                "TELEGRAM_BOT_TOKEN": "123:tok-sekrit", "TELEGRAM_CHAT_ID": "42"}).alerts
+    assert cfg.slack_enabled and cfg.telegram_enabled
+    assert "sekrit" not in repr(cfg)
+    with pytest.raises(ConfigError) as error:
+        load({"SLACK_WEBHOOK_URL": "hooks.slack.com/services/T0/B0/sekrit"})
+    assert "SLACK_WEBHOOK_URL" in str(error.value) and "sekrit" not in str(error.value)
