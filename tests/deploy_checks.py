@@ -15,6 +15,7 @@ NON_APP_VARIABLES = {
     "CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT": "clickhouse-server image: the user may manage users",
     "RUN_DIR": "config.py: base of the default paths (not a setting)",
     "PYTHONPATH": "Python's module path",
+    "ENABLE_BUILT_IN_PLUGINS": "the official Flink image enables these plugins (the S3 file system) at start",
 }
 # The apache/kafka image reads KAFKA_<broker property>; those name broker settings, not the app's.
 THIRD_PARTY_PREFIXES = {"apache/kafka": "KAFKA_"}

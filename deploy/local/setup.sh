@@ -52,4 +52,6 @@ ensure_jdk
 ensure_venv
 copy_jars "$PROJECT_DIR/deploy/local/maven/kafka-broker/pom.xml" "$LIB_DIR/kafka"
 copy_jars "$PROJECT_DIR/deploy/local/maven/flink-connector/pom.xml" "$LIB_DIR/flink"
+# Only for its CRDs: the offline checks validate deploy/k8s against the FlinkDeployment schema.
+copy_jars "$PROJECT_DIR/deploy/k8s/maven/operator-api/pom.xml" "$LIB_DIR/operator-api"
 log "ready: venv $VENV_DIR, jars in $LIB_DIR"
