@@ -214,7 +214,8 @@ def test_overlays_set_their_own_namespace_and_buckets(targets):
     for name, docs in targets:
         if name not in OVERLAYS:
             continue
-        namespaces |= {d["metadata"].get("namespace") for d in docs}
+        namespaces |= {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"}
+        assert [d["metadata"]["name"] for d in of_kind(docs, "Namespace")] == [f"crypto-{name[:4]}" if name == "production" else f"crypto-{name}"]
         (fd,) = of_kind(docs, "FlinkDeployment")
         buckets.add(fd["spec"]["flinkConfiguration"]["execution.checkpointing.dir"])
     assert namespaces == {"crypto-local", "crypto-staging", "crypto-prod"}
