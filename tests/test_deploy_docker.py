@@ -101,9 +101,15 @@ def test_compose_holds_no_secret_values(compose):
 
 
 def test_the_job_is_submitted_with_the_images_python_and_the_project_job_file(compose):
-    command = compose["services"]["job"]["command"]
-    assert command[:2] == ["flink", "run"]
-    job_file = command[command.index("-py") + 1]
+    shell, flag, script = compose["services"]["job"]["command"]
+    assert (shell, flag) == ("bash", "-c")
+    listing, run = script.split("fi; exec ", 1)
+    assert "flink list -r -m jobmanager:8081" in listing and "crypto-anomaly-detector" in listing
+    from flink_jobs.anomaly_job import JOB_NAME
+    assert JOB_NAME == "crypto-anomaly-detector"  # what the running-job check greps for
+    words = shlex.split(run)
+    assert words[:3] == ["flink", "run", "-d"]
+    job_file = words[words.index("-py") + 1]
     assert job_file == "/opt/app/flink_jobs/anomaly_job.py"
     assert os.path.isfile(os.path.join(PROJECT_DIR, "flink_jobs", "anomaly_job.py"))
     props = compose["services"]["job"]["environment"]["FLINK_PROPERTIES"]
