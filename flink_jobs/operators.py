@@ -61,7 +61,7 @@ def anomaly_row(a: Anomaly) -> tuple:
                           a.severity, a.reason, f.z_price, f.z_return, f.log_return, a.if_score, a.model_version,
                           f.robust_z_return, f.price_change_pct, f.time_gap_sec, f.vwap_deviation_pct,
                           f.volume_spike_ratio, f.price_velocity_pct_s, f.trade_rate_burst, f.buy_sell_imbalance,
-                          f.volume_z, f.rate_z))
+                          f.volume_z, f.rate_z, a.zscore))
 
 
 class _SampledLog:

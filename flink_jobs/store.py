@@ -45,6 +45,7 @@ TABLE_COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
         ("time_gap_sec", pa.float64()), ("vwap_deviation_pct", pa.float64()), ("volume_spike_ratio", pa.float64()),
         ("price_velocity_pct_s", pa.float64()), ("trade_rate_burst", pa.float64()),
         ("buy_sell_imbalance", pa.float64()), ("volume_z", pa.float64()), ("rate_z", pa.float64()),
+        ("zscore", pa.float64()),
     ),
     "dead_letters": (
         ("stage", pa.string()), ("reason", pa.string()), ("raw", pa.string()), ("symbol", pa.string()),

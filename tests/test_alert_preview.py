@@ -10,7 +10,7 @@ def anomaly_row(symbol, trade_id, seconds, method, severity, score=-5.0):
     """A row of the anomalies table (store.TABLE_COLUMNS order)."""
     return (symbol, trade_id, T0 + int(seconds * 1000), method, 100.0, score, 3.5, severity,
             f"{symbol} moved <fast> & far", 1.0, -4.0, -0.001, -0.09, "v1", -4.0, -0.1, 0.1, -0.1, 1.0, 0.0, 1.0,
-            0.0, 0.0, 0.0)
+            0.0, 0.0, 0.0, -4.0)
 
 
 ROWS = [

@@ -120,3 +120,14 @@ def test_query_command_lists_queries_and_rejects_a_malformed_parameter(capsys):
     assert "top_anomalies_of_day" in capsys.readouterr().out.split()
     assert query_main(["top_anomalies_of_day", "--param", "day"]) == 2
     assert "NAME=VALUE" in capsys.readouterr().err
+
+
+def test_each_anomaly_keeps_the_zscore_that_decided_even_for_size_and_rate_alerts(filled):
+    store, anomalies = filled
+    stored = {(r["symbol"], r["trade_id"]): r for r in store.query(
+        "SELECT symbol, trade_id, zscore, z_return FROM anomalies FINAL WHERE method = 'zscore'")}
+    assert len(stored) == len(anomalies)
+    for a in anomalies:
+        assert stored[(a.trade.symbol, a.trade.trade_id)]["zscore"] == pytest.approx(a.zscore)
+    # The column exists because z_return alone would misreport a size or rate alert.
+    assert any(abs(r["zscore"]) > abs(r["z_return"]) + 1e-9 for r in stored.values())

@@ -2,7 +2,7 @@
 -- since a moment of the store's clock (the backtest's start), in time order.
 SELECT
     symbol, trade_id, toUnixTimestamp64Milli(trade_time) AS event_time, method, severity,
-    z_return AS zscore, if_score, model_version, price, price_change_pct, robust_z_return,
+    zscore, if_score, model_version, price, price_change_pct, robust_z_return,
     vwap_deviation_pct, volume_spike_ratio, price_velocity_pct_s, trade_rate_burst,
     buy_sell_imbalance, time_gap_sec, z_price, reason
 FROM anomalies FINAL
