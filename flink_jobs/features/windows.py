@@ -111,9 +111,7 @@ class DecayingRate:
     def per_second_at_last_event(self) -> float | None:
         """The rate as it stood at the last event, before any silence since: the pace a market had
         when it went quiet."""
-        if self.first_ms is None or self.last_ms <= self.first_ms:
-            return None
-        return self.level / (self.tau_ms * -math.expm1(-(self.last_ms - self.first_ms) / self.tau_ms)) * 1000.0
+        return None if self.last_ms is None else self.per_second(self.last_ms)
 
     def add(self, now_ms: int) -> None:
         if self.first_ms is None:
