@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from contextlib import contextmanager
 
 import matplotlib
 
@@ -20,9 +21,20 @@ METHOD_STYLE = {  # marker, colour: the three methods stay distinguishable on to
 }
 
 
-def price_chart(series: PriceSeries, path: str) -> str:
-    fig, ax = plt.subplots(figsize=(11, 3.6), dpi=100)
+@contextmanager
+def _png(path: str, figsize: tuple[float, float]):
+    """A figure and its axes to draw on; laid out and saved to `path` as PNG, always closed."""
+    fig, ax = plt.subplots(figsize=figsize, dpi=100)
     try:
+        yield ax
+        fig.tight_layout()
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)
+
+
+def price_chart(series: PriceSeries, path: str) -> str:
+    with _png(path, (11, 3.6)) as ax:
         ax.plot(series.times, series.closes, color="#1f77b4", linewidth=0.9,
                 label=f"close per {series.bucket_s} s ({series.source})")
         for method, (marker, colour) in METHOD_STYLE.items():
@@ -37,18 +49,13 @@ def price_chart(series: PriceSeries, path: str) -> str:
         ax.set_xlabel("UTC")
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path, format="png")
-    finally:
-        plt.close(fig)
     return path
 
 
 def counts_chart(counts: list[dict], path: str) -> str:
     """Anomalies per method, one bar per kind."""
     methods = sorted({r["method"] for r in counts})
-    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
-    try:
+    with _png(path, (7, 3.2)) as ax:
         width = 0.8 / len(KINDS)
         for k, kind in enumerate(KINDS):
             values = [sum(r["anomalies"] for r in counts if r["method"] == m and r["kind"] == kind) for m in methods]
@@ -58,10 +65,6 @@ def counts_chart(counts: list[dict], path: str) -> str:
         ax.set_title("Anomalies per method and kind")
         ax.legend(title="kind", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(path, format="png")
-    finally:
-        plt.close(fig)
     return path
 
 
