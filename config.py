@@ -184,6 +184,20 @@ class JobConfig:
         minimum=0, maximum=3_600_000)
     bars: bool = setting(
         "BARS_ENABLED", True, "Build 1-second and 1-minute OHLCV bars per symbol into the bars table")
+    python_bundle_size: int = setting(
+        "PYTHON_BUNDLE_SIZE", 100_000,
+        "Most records a Python operator takes before it hands its output on (python.fn-execution.bundle.size)",
+        minimum=1, maximum=10_000_000)
+    python_bundle_time_ms: int = setting(
+        "PYTHON_BUNDLE_TIME_MS", 1000,
+        "Longest a Python operator holds its output before handing it on (python.fn-execution.bundle.time)",
+        minimum=1, maximum=3_600_000)
+    python_workers: str = setting(
+        "PYTHON_WORKERS", "loopback",
+        "Local MiniCluster only: 'loopback' runs the Python operators as threads of the launching "
+        "process (one GIL; their logs on its console), 'process' in worker processes (faster on "
+        "several cores; their logs in pyflink/log or FLINK_LOG_DIR). Clusters always use processes",
+        choices=("process", "loopback"))
     bounded: bool = setting(
         "JOB_BOUNDED", False, "Stop at the topic's end offsets seen at start (replays, tests, backtests)")
     connector_jars: str = setting(

@@ -2,11 +2,10 @@
 
     Kafka source (raw JSON strings)
       -> ParseTrades            invalid messages -> dead letters (side output)
-      -> event-time watermarks  (trade time, bounded out-of-orderness)
-      -> key_by(symbol) -> ScoreTrades     keyed state: rolling features; z-score and ONNX Isolation
-                                           Forest in micro-batches per subtask
+      -> event-time watermarks  (trade time, bounded out-of-orderness), key by symbol, in Java
+      -> ScoreTrades            keyed state: rolling features; z-score and ONNX Isolation Forest in
+                                micro-batches per subtask; 1 s and 1 min OHLCV bars (event time)
          candidates -> key_by(symbol) -> ApplyCooldown   per symbol and method
-      -> key_by(symbol) -> BuildBars       1 s and 1 min OHLCV bars, event-time tumbling windows
       -> union(dead letters) -> StoreSink    batched, idempotent inserts into trades/anomalies/
                                              dead_letters/bars
          anomalies -> key_by(symbol) -> AlertSink   Telegram/Slack, when configured (flink_jobs/alerts/)
@@ -135,9 +134,21 @@ def check_model(cfg: AppConfig) -> None:
 
 
 def create_environment(cfg: AppConfig):
+    from pyflink.common import Configuration
     from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
 
-    env = StreamExecutionEnvironment.get_execution_environment()
+    local = "PYFLINK_GATEWAY_PORT" not in os.environ  # under `flink run` the client sets the gateway
+    if local:
+        # Read by PyFlink when the environment is created: in a local MiniCluster its default
+        # ('loopback') runs every Python operator as a thread of this process, all under one GIL.
+        # On a cluster the workers are processes, and PyFlink refuses 'loopback'.
+        os.environ["_python_worker_execution_mode"] = cfg.job.python_workers
+    conf = Configuration()
+    # A Python operator hands its output on when its bundle ends: at this many records or after
+    # this long. Flink's defaults (100,000 / 1 s) favour throughput; latency needs a short time.
+    conf.set_integer("python.fn-execution.bundle.size", cfg.job.python_bundle_size)
+    conf.set_integer("python.fn-execution.bundle.time", cfg.job.python_bundle_time_ms)
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(cfg.job.parallelism)
     env.enable_checkpointing(cfg.job.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
     jars = connector_jar_urls(cfg.job.connector_jars)
@@ -145,7 +156,7 @@ def create_environment(cfg: AppConfig):
         env.add_jars(*jars)
     # The Python workers import the job's modules from these shipped files, wherever they run.
     env.add_python_file(package_python_files())
-    if "PYFLINK_GATEWAY_PORT" not in os.environ:
+    if local:
         # Local MiniCluster: workers use this interpreter (with its venv), not `python` from PATH.
         # Under `flink run` the gateway is set and -pyexec / python.executable decide.
         env.set_python_executable(sys.executable)
@@ -194,35 +205,32 @@ def file_source(paths: list[str]):
         StreamFormat.text_line_format(), *[os.path.abspath(p) for p in paths]).build()
 
 
-def with_event_time(parsed, watermarks, parallelism: int):
-    """(trade, trade time) pairs -> trades with event time and bounded out-of-orderness watermarks.
+def keyed_by_symbol(parsed, watermarks, parallelism: int):
+    """(Row(symbol, trade), trade time) pairs -> a stream keyed by symbol, in event time.
 
-    PyFlink's assign_timestamps_and_watermarks with a Python TimestampAssigner adds a Python
-    operator at the default parallelism, behind a rebalance that reorders a symbol's trades
-    when the source runs narrower (a file); ParseTrades already emits the timestamp, so the Java
-    assigner and the Java map that drops the timestamp run right behind it, chained, in order.
+    All in Java, chained behind the parser: the timestamp assigner and watermarks, a map that
+    drops the timestamp, and a key selector that reads the symbol from field 0. PyFlink's own
+    key_by would add a Python operator for the key (one more crossing between Java and Python
+    for every trade), and assign_timestamps_and_watermarks with a Python TimestampAssigner one
+    more behind a rebalance that reorders a symbol's trades. The keyed Python operator receives
+    Row(key, value) records as PyFlink's key_by makes them, and its functions get the trade.
     """
     from pyflink.common import Types
-    from pyflink.datastream import DataStream
+    from pyflink.datastream import KeyedStream
     from pyflink.java_gateway import get_gateway
 
-    python_eventtime = get_gateway().jvm.org.apache.flink.streaming.api.functions.python.eventtime
-    j_stream = (parsed._j_data_stream
-                .assignTimestampsAndWatermarks(
-                    watermarks._j_watermark_strategy.withTimestampAssigner(python_eventtime.CustomTimestampAssigner()))
-                .name("trade-time-watermarks").setParallelism(parallelism)
-                .map(python_eventtime.RemoveTimestampMapFunction(), Types.PICKLED_BYTE_ARRAY().get_java_type_info())
-                .name("drop-timestamp").setParallelism(parallelism))
-    return DataStream(j_stream)
+    from flink_jobs.operators import KEYED_TRADE_TYPE
 
-
-def bars_stage(timed):
-    """Trades with event time -> ("bars", row) records of the 1 s and 1 min bars, and late-trade
-    dead letters. A keyed process function with event-time timers: it cost less than PyFlink's
-    window API (docs/storage.md, bench/bars_window_api.py)."""
-    from flink_jobs.operators import BuildBars
-
-    return timed.key_by(lambda trade: trade.symbol).process(BuildBars()).name("bars-1s-1m")
+    jvm = get_gateway().jvm
+    python_eventtime = jvm.org.apache.flink.streaming.api.functions.python.eventtime
+    j_timed = (parsed._j_data_stream
+               .assignTimestampsAndWatermarks(
+                   watermarks._j_watermark_strategy.withTimestampAssigner(python_eventtime.CustomTimestampAssigner()))
+               .name("trade-time-watermarks").setParallelism(parallelism)
+               .map(python_eventtime.RemoveTimestampMapFunction(), KEYED_TRADE_TYPE.get_java_type_info())
+               .name("drop-timestamp").setParallelism(parallelism))
+    j_keyed = j_timed.keyBy(jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
+    return KeyedStream(j_keyed, Types.PICKLED_BYTE_ARRAY(), parsed)
 
 
 def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None:
@@ -250,15 +258,13 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
         # A subtask whose partitions carry no trades would hold the watermark, and so every bar,
         # back for ever; idle, it is left out of the minimum.
         watermarks = watermarks.with_idleness(Duration.of_millis(cfg.job.idle_timeout_ms))
-    timed = with_event_time(parsed, watermarks, source_parallelism)
-    scored = (timed.key_by(lambda trade: trade.symbol)
-              .process(ScoreTrades(cfg.detection)).name("features-and-scoring"))
+    scored = (keyed_by_symbol(parsed, watermarks, source_parallelism)
+              .process(ScoreTrades(cfg.detection, bars=cfg.job.bars))
+              .name("features-scoring-bars" if cfg.job.bars else "features-and-scoring"))
     anomalies = (scored.get_side_output(CANDIDATES)
                  .key_by(lambda anomaly: anomaly.trade.symbol)
                  .process(ApplyCooldown(cfg.detection, alerts=cfg.alerts.enabled)).name("cooldown"))
     to_store = [anomalies, dead_letters]
-    if cfg.job.bars:
-        to_store.append(bars_stage(timed))
     # chDB allows one owner per directory, so the embedded store gets one writer; a server scales out.
     sink_parallelism = 1 if cfg.store.backend == "chdb" else cfg.job.parallelism
     (scored.union(*to_store)

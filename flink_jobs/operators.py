@@ -1,8 +1,9 @@
 """Flink glue: state, timers, side outputs and metrics around the plain-Python logic.
 
-Records between operators are pickled Python objects: Trade tuples after parsing, Anomaly tuples
-between scoring and cooldown, and ("table", row) pairs addressed to the store, where row follows
-store.TABLE_COLUMNS[table].
+Records between operators are pickled Python objects: Row(symbol, Trade) after parsing, Anomaly
+tuples between scoring and cooldown, and ("table", [row, ...]) batches addressed to the store, where
+each row follows store.TABLE_COLUMNS[table]. Rows travel to the store in batches because every
+record that crosses between Java and a Python operator has a fixed cost (docs/performance.md).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import logging
 import time
 import zlib
 
-from pyflink.common import Types
+from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
@@ -31,16 +32,28 @@ DEAD_LETTERS = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
 CANDIDATES = OutputTag("anomaly-candidates", Types.PICKLED_BYTE_ARRAY())
 # Anomalies after cooldown, as alerts.message.Alert records, when alerts are on.
 ALERTS = OutputTag("alerts", Types.PICKLED_BYTE_ARRAY())
-# ParseTrades emits (trade, trade time ms): the Java timestamp assigner reads the second field.
-PARSED_TYPE = Types.TUPLE([Types.PICKLED_BYTE_ARRAY(), Types.LONG()])
+# ParseTrades emits (Row(symbol, trade), trade time ms): the Java timestamp assigner reads the second
+# field, and the Java key selector the symbol, so no Python operator sits between parsing and scoring.
+KEYED_TRADE_TYPE = Types.ROW([Types.STRING(), Types.PICKLED_BYTE_ARRAY()])
+PARSED_TYPE = Types.TUPLE([KEYED_TRADE_TYPE, Types.LONG()])
 # Event-time timers at this instant fire only on the final watermark of a bounded input.
 END_OF_INPUT = 2**63 - 1
 # Raw messages are kept whole up to this size; longer ones are cut and the cut is said in the reason.
 MAX_DEAD_LETTER_CHARS = 64 * 1024
 
 
+def batch(table: str, rows: list) -> tuple:
+    """The record the store sink takes: one table's rows, inserted together."""
+    return table, rows
+
+
+def single(record: tuple) -> tuple:
+    """A ("table", row) pair as a store record of one row."""
+    return batch(record[0], [record[1]])
+
+
 def dead_letter(stage: str, reason: str, raw, symbol: str = "", trade_id: int = -1) -> tuple:
-    """A ("dead_letters", row) record; the raw message is kept as text."""
+    """A ("dead_letters", row) pair; the raw message is kept as text."""
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8", errors="backslashreplace")
     if len(raw) > MAX_DEAD_LETTER_CHARS:
@@ -121,28 +134,41 @@ class ParseTrades(ProcessFunction):
             self.rejected.inc()
             if self.sampled_log.should_log():
                 log.warning("dead letter #%d: %s; message starts %r", self.sampled_log.seen, error, raw[:120])
-            yield DEAD_LETTERS, dead_letter("parse", str(error), raw)
+            yield DEAD_LETTERS, single(dead_letter("parse", str(error), raw))
             return
         self.parsed.inc()
-        yield trade, trade.trade_time_ms  # event time: the exchange's trade time
+        yield Row(trade.symbol, trade), trade.trade_time_ms  # event time: the exchange's trade time
 
 
 class ScoreTrades(KeyedProcessFunction):
-    """Per symbol: features from keyed state; then, per subtask, the methods in micro-batches.
+    """Per symbol: features from keyed state, the bars, and (per subtask) the methods in micro-batches.
 
     Features are computed and the symbol's state updated as each trade arrives. The trade then
     waits in a micro-batch shared by all symbols of the subtask, scored by one ONNX call when it
     holds IFOREST_BATCH_SIZE trades, IFOREST_BATCH_MS after its first trade, or at the end of a
-    bounded input. Emits ("trades", row) for every new trade, and method candidates (before
-    cooldown) to the CANDIDATES side output; a repeated trade id is a ("dead_letters", row).
+    bounded input; the batch's rows leave as one ("trades", rows) record. Method candidates
+    (before cooldown) go to the CANDIDATES side output; a repeated trade id is a dead letter.
+
+    With `bars`, the same operator keeps the symbol's 1-second and 1-minute OHLCV bars (one
+    operator rather than a second keyed stage: every trade crossing into another Python operator
+    costs more than the bar update itself; docs/performance.md). A trade joins the open bar of
+    each interval; the first trade of a window registers an event-time timer at the window's last
+    millisecond, and when the watermark passes it the bar is emitted and forgotten. The final
+    watermark of a bounded input fires every remaining timer, so the last windows are flushed at
+    the end of input. A trade behind the watermark for a window that has closed is late: it still
+    joins the bars that are open (its minute, often), is counted in `late_trades`, and becomes a
+    dead letter (stage "bars") naming the bars it missed. Its row in `trades` is written as usual,
+    so the bar can be recomputed from there (sql/queries/bars_from_trades.sql).
     """
 
-    def __init__(self, detection: DetectionConfig):
+    def __init__(self, detection: DetectionConfig, bars: bool = True):
         self.detection = detection
+        self.bars = bars
 
     def open(self, runtime_context: RuntimeContext):
         self.symbol_state = runtime_context.get_state(
             ValueStateDescriptor("symbol_state", Types.PICKLED_BYTE_ARRAY()))
+        self.open_bars = runtime_context.get_state(ValueStateDescriptor("open_bars", Types.PICKLED_BYTE_ARRAY()))
         self.zscore = ZScoreDetector(self.detection)
         self.models = None
         if self.detection.needs_model:
@@ -155,38 +181,75 @@ class ScoreTrades(KeyedProcessFunction):
         metrics = runtime_context.get_metrics_group()
         self.repeats = metrics.counter("repeated_trades")
         self.batches = metrics.counter("scoring_batches")
+        self.late = metrics.counter("late_trades")
+        self.bars_emitted = metrics.counter("bars_emitted")
+        self.sampled_log = _SampledLog()
 
     def process_element(self, trade: Trade, ctx: KeyedProcessFunction.Context):
         state = self.symbol_state.value() or SymbolState(self.detection.window_size)
         if state.is_replay_of_seen_trade(trade):
             self.repeats.inc()
             reason = f"repeated or out-of-order trade id {trade.trade_id} (last seen {state.last_trade_id})"
-            yield dead_letter("detect", reason, repr(tuple(trade)), trade.symbol, trade.trade_id)
+            yield single(dead_letter("detect", reason, repr(tuple(trade)), trade.symbol, trade.trade_id))
             return
         features = observe(state, trade)
         self.symbol_state.update(state)
+        if self.bars:
+            yield from self._add_to_bars(trade, ctx)
         self.pending.append((trade, features))
-        if self.models is None or len(self.pending) >= self.detection.iforest_batch_size:
+        if len(self.pending) >= self.detection.iforest_batch_size:
             yield from self._flush()
         else:
             self.timers.arm(ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        if ctx.time_domain() == TimeDomain.EVENT_TIME and self.bars:
+            yield from self._close_bars(timestamp, ctx.get_current_key())
         self.timers.fired(ctx)
-        yield from self._flush()
+        if ctx.time_domain() == TimeDomain.PROCESSING_TIME or timestamp == END_OF_INPUT:
+            yield from self._flush()
 
     def _flush(self):
         if not self.pending:
             return
         pending, self.pending = self.pending, []
         model = self.models.current() if self.models is not None else None
-        batch = score_batch(model, [features for _, features in pending])
+        scored = score_batch(model, [features for _, features in pending])
         if model is not None:
             self.batches.inc()
-        for (trade, features), if_score, label in zip(pending, batch.scores, batch.labels):
-            yield trade_row(trade, features, if_score, batch.version)
-            for anomaly in candidates(self.detection, self.zscore, trade, features, if_score, label, batch):
+        rows = []
+        for (trade, features), if_score, label in zip(pending, scored.scores, scored.labels):
+            rows.append(trade_row(trade, features, if_score, scored.version)[1])
+            for anomaly in candidates(self.detection, self.zscore, trade, features, if_score, label, scored):
                 yield CANDIDATES, anomaly
+        yield batch("trades", rows)
+
+    def _add_to_bars(self, trade: Trade, ctx: KeyedProcessFunction.Context):
+        bars = self.open_bars.value() or OpenBars()
+        watermark = ctx.timer_service().current_watermark()
+        opened, late = bars.add(trade, watermark)
+        self.open_bars.update(bars)
+        for end in opened:
+            ctx.timer_service().register_event_time_timer(end - 1)
+        if late:
+            self.late.inc()
+            # No watermark in the reason: dead letters are keyed by their reason, and a replay of
+            # the same trade must collapse onto the first one.
+            reason = (f"late for bar window: trade time {trade.trade_time_ms} is behind the watermark; "
+                      f"missing from its {' and '.join(f'{s} s' for s in late)} bar")
+            if self.sampled_log.should_log():
+                log.warning("%s trade %d %s (watermark %d)", trade.symbol, trade.trade_id, reason, watermark)
+            yield single(dead_letter("bars", reason, repr(tuple(trade)), trade.symbol, trade.trade_id))
+
+    def _close_bars(self, timestamp: int, symbol: str):
+        bars = self.open_bars.value()
+        if bars is None:
+            return
+        rows = bars.close_until(timestamp, symbol)
+        if rows:
+            self.open_bars.update(bars)
+            self.bars_emitted.inc(len(rows))
+            yield batch("bars", rows)
 
 
 class ApplyCooldown(KeyedProcessFunction):
@@ -213,74 +276,23 @@ class ApplyCooldown(KeyedProcessFunction):
         # High-severity anomalies are logged; the store and the `anomalies` metric have them all.
         log.log(logging.INFO if anomaly.severity == "high" else logging.DEBUG, "anomaly %s %s trade %d: %s",
                 anomaly.method, anomaly.trade.symbol, anomaly.trade.trade_id, anomaly.reason)
-        yield anomaly_row(anomaly)
+        yield single(anomaly_row(anomaly))
         if self.alerts:
             yield ALERTS, alert_from_anomaly(anomaly)
 
 
-class BuildBars(KeyedProcessFunction):
-    """Per symbol: 1-second and 1-minute OHLCV bars over event-time tumbling windows.
-
-    A trade joins the open bar of each interval; the first trade of a window registers an
-    event-time timer at the window's last millisecond, and when the watermark passes it the bar
-    is emitted as a ("bars", row) record and forgotten. The final watermark of a bounded input
-    fires every remaining timer, so the last windows are flushed at the end of input.
-
-    A trade behind the watermark for a window that has closed is late: it still joins the bars
-    that are open (its minute, often), is counted in `late_trades`, and becomes a dead letter
-    (stage "bars") naming the bars it missed. Its row in `trades` is written as usual, so the
-    bar can be recomputed from there (sql/queries/bars_from_trades.sql). Repeated trade ids are
-    skipped, as the scoring operator skips them, so bars cover exactly the stored trades.
-    """
-
-    def open(self, runtime_context: RuntimeContext):
-        self.open_bars = runtime_context.get_state(ValueStateDescriptor("open_bars", Types.PICKLED_BYTE_ARRAY()))
-        metrics = runtime_context.get_metrics_group()
-        self.late = metrics.counter("late_trades")
-        self.emitted = metrics.counter("bars_emitted")
-        self.sampled_log = _SampledLog()
-
-    def process_element(self, trade: Trade, ctx: KeyedProcessFunction.Context):
-        bars = self.open_bars.value() or OpenBars()
-        if bars.is_repeat(trade):
-            return  # the scoring operator records it as a dead letter
-        watermark = ctx.timer_service().current_watermark()
-        opened, late = bars.add(trade, watermark)
-        self.open_bars.update(bars)
-        for end in opened:
-            ctx.timer_service().register_event_time_timer(end - 1)
-        if late:
-            self.late.inc()
-            # No watermark in the reason: dead letters are keyed by their reason, and a replay of
-            # the same trade must collapse onto the first one.
-            reason = (f"late for bar window: trade time {trade.trade_time_ms} is behind the watermark; "
-                      f"missing from its {' and '.join(f'{s} s' for s in late)} bar")
-            if self.sampled_log.should_log():
-                log.warning("%s trade %d %s (watermark %d)", trade.symbol, trade.trade_id, reason, watermark)
-            yield dead_letter("bars", reason, repr(tuple(trade)), trade.symbol, trade.trade_id)
-
-    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        bars = self.open_bars.value()
-        if bars is None:
-            return
-        rows = bars.close_until(timestamp, ctx.get_current_key())
-        self.open_bars.update(bars)
-        self.emitted.inc(len(rows))
-        for row in rows:
-            yield "bars", row
-
-
 def sink_key(record: tuple, parallelism: int) -> int:
-    """Spreads store records over the sink subtasks by their first column (symbol or stage)."""
+    """Spreads store batches over the sink subtasks by their first row's first column (symbol or stage)."""
     if parallelism == 1:
         return 0
-    return zlib.crc32(str(record[1][0]).encode()) % parallelism
+    table, rows = record
+    return zlib.crc32(str(rows[0][0]).encode()) % parallelism
 
 
 class StoreSink(KeyedProcessFunction):
-    """Buffers rows and inserts them per table in batches: when the buffer reaches SINK_BATCH_SIZE,
-    when a processing-time timer SINK_FLUSH_INTERVAL_MS after the first buffered row fires, and
-    when the end-of-input watermark arrives (bounded runs).
+    """Buffers ("table", rows) records and inserts them per table in batches: when the buffer
+    holds SINK_BATCH_SIZE rows, when a processing-time timer SINK_FLUSH_INTERVAL_MS after the
+    first buffered row fires, and when the end-of-input watermark arrives (bounded runs).
 
     The buffer is Flink keyed list state, so it is part of every checkpoint: rows that had not
     reached the store when a task failed are restored with the checkpoint and written then; rows
@@ -308,7 +320,7 @@ class StoreSink(KeyedProcessFunction):
 
     def process_element(self, record, ctx: KeyedProcessFunction.Context):
         self.buffer.add(record)
-        self.buffered += 1
+        self.buffered += len(record[1])
         if self.buffered >= self.store_config.batch_size:
             self._flush()
         else:
@@ -326,8 +338,8 @@ class StoreSink(KeyedProcessFunction):
 
     def _flush(self):
         by_table: dict[str, list] = {}
-        for table, row in self.buffer.get() or ():
-            by_table.setdefault(table, []).append(row)
+        for table, rows in self.buffer.get() or ():
+            by_table.setdefault(table, []).extend(rows)
         for table, rows in by_table.items():
             self.store.insert(table, rows)
             self.rows_written.inc(len(rows))
