@@ -6,10 +6,16 @@ import dataclasses
 import os
 import re
 import shlex
+import shutil
+import subprocess
+
+import yaml
 
 import config
 
 DOCKERFILE = os.path.join(config.PROJECT_DIR, "deploy", "docker", "Dockerfile")
+K8S_DIR = os.path.join(config.PROJECT_DIR, "deploy", "k8s")
+KUBECTL = shutil.which("kubectl")
 # The one command that puts a model into the registry in every deployment (Compose `train`, the
 # Kubernetes JobManager's init container): train only when no usable model is there.
 TRAIN_ENTRY_POINT = ["python", "-m", "models.train", "--if-missing"]
@@ -115,3 +121,10 @@ def read_only_users() -> set[str]:
     users = {m.group(1): m.group(2) for s in statements
              if (m := re.match(r"CREATE USER (?:OR REPLACE )?(\w+) .*SETTINGS PROFILE '(\w+)'", s))}
     return {user for user, profile in users.items() if profile in profiles}
+
+
+def rendered(target: str) -> list[dict]:
+    """The objects `kubectl kustomize` makes of a kustomization folder."""
+    out = subprocess.run([KUBECTL, "kustomize", target], check=True, capture_output=True, text=True,
+                         timeout=60).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
