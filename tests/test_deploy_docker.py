@@ -213,6 +213,7 @@ def test_grafana_reads_as_the_read_only_user_the_schema_step_creates(compose):
     assert store.job_password and store.grafana_password, "--users needs both passwords"
     user = grafana["environment"]["GRAFANA_CLICKHOUSE_USER"]
     assert user in read_only_users() and user != store.user
+    assert config.load({}).grafana.clickhouse_user == user  # the default of `deploy.grafana.push --datasource`
     assert "crypto_job" not in read_only_users()  # the check tells the users apart
     password_variable = VARIABLE.fullmatch(grafana["environment"]["GRAFANA_CLICKHOUSE_PASSWORD"]).group(1)
     assert password_variable == VARIABLE.fullmatch(schema["environment"]["CLICKHOUSE_GRAFANA_PASSWORD"]).group(1)
