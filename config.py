@@ -345,7 +345,8 @@ class GrafanaConfig:
         choices=("native", "http"))
     clickhouse_secure: bool = setting("GRAFANA_CLICKHOUSE_SECURE", False, "TLS between Grafana and ClickHouse")
     clickhouse_user: str = setting(
-        "GRAFANA_CLICKHOUSE_USER", "grafana", "ClickHouse user of Grafana's data source (a read-only one)")
+        "GRAFANA_CLICKHOUSE_USER", "crypto_grafana",
+        "ClickHouse user of Grafana's data source: a read-only one, as sql/users/ creates (migrate --users)")
     clickhouse_password: str = setting(
         "GRAFANA_CLICKHOUSE_PASSWORD", "", "Password of GRAFANA_CLICKHOUSE_USER; never logged", secret=True)
 

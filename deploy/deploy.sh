@@ -97,12 +97,16 @@ cmd_logs() {
 
 # set_image NS IMAGE PREVIOUS: the operator sees a new spec and, with upgradeMode savepoint, takes a
 # savepoint, stops the job and starts the new image from it; the producer rolls to the same image.
+# The JobManager's init container (train-model: trains when the registry has no model the new code can
+# use) changes image with it, in the same patch; the patch's `test` refuses it if that container moved.
 set_image() {
   local ns=$1 image=$2 previous=$3
+  local init=/spec/jobManager/podTemplate/spec/initContainers/0 patch
+  patch=$(printf '[{"op":"test","path":"%s/name","value":"train-model"},{"op":"replace","path":"%s/image","value":"%s"},{"op":"replace","path":"/spec/image","value":"%s"}]' \
+    "$init" "$init" "$image" "$image")
   run kubectl -n "$ns" annotate --overwrite flinkdeployment "$FLINK_DEPLOYMENT" \
     "$PREVIOUS_IMAGE_ANNOTATION=$previous"
-  run kubectl -n "$ns" patch flinkdeployment "$FLINK_DEPLOYMENT" --type merge \
-    -p "{\"spec\":{\"image\":\"$image\"}}"
+  run kubectl -n "$ns" patch flinkdeployment "$FLINK_DEPLOYMENT" --type json -p "$patch"
   run kubectl -n "$ns" set image deployment/producer "producer=$image"
   run kubectl -n "$ns" wait flinkdeployment "$FLINK_DEPLOYMENT" --timeout=10m \
     --for=jsonpath='{.status.lifecycleState}'=STABLE

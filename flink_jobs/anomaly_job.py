@@ -120,12 +120,11 @@ def check_model(cfg: AppConfig) -> None:
     """Methods iforest and combined need a model: fail before submitting, not in the workers."""
     if not cfg.detection.needs_model:
         return
-    from flink_jobs.detectors.iforest import IncompatibleModel, OnnxIsolationForest
-    from models.registry import RegistryError, load
+    from flink_jobs.detectors.iforest import IncompatibleModel
+    from models.registry import RegistryError, load_usable
 
     try:
-        model = load(cfg.detection.model_registry, cfg.detection.model_version)
-        OnnxIsolationForest.from_registry(model)
+        model = load_usable(cfg.detection.model_registry, cfg.detection.model_version)
     except (RegistryError, IncompatibleModel) as error:
         raise ConfigError(f"MODEL_REGISTRY={cfg.detection.model_registry}: {error} "
                           f"(or set DETECTION_METHODS=zscore)") from None

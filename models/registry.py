@@ -85,6 +85,17 @@ def load(registry: str, version: str = "latest") -> ModelVersion:
     return ModelVersion(version, os.path.join(folder, "model.onnx"), metadata)
 
 
+def load_usable(registry: str, version: str = "latest") -> ModelVersion:
+    """The version the job would score with, if it can: present, intact and trained on the job's
+    feature set; else RegistryError or IncompatibleModel saying why. The one check behind the job's
+    start (flink_jobs/anomaly_job.py) and `python -m models.train --if-missing` (demo, deployments)."""
+    from flink_jobs.detectors.iforest import OnnxIsolationForest
+
+    model = load(registry, version)
+    OnnxIsolationForest.from_registry(model)
+    return model
+
+
 def remove(registry: str, version: str) -> None:
     shutil.rmtree(os.path.join(registry, version))
 

@@ -1,11 +1,15 @@
 """Train an Isolation Forest on historical trades, export it to ONNX, check it, register it.
 
     python -m models.train FILE... [--symbol S] [--registry DIR] [--contamination 0.01]
-                           [--n-estimators 100] [--seed 42] [--holdout 0.2]
+                           [--n-estimators 100] [--seed 42] [--holdout 0.2] [--if-missing]
 
 The feature matrix comes from the streaming job's own feature code (models/dataset.py). The last
 `--holdout` share of rows (in time) is held out: the ONNX model must give the same labels as
 scikit-learn there, and scores within PARITY_TOLERANCE, or nothing is registered.
+
+With --if-missing it trains only when the registry's latest model is one the job cannot use (none,
+incomplete, or of another feature set after an upgrade): the check the job makes at start. The demo
+and the deployments' train step run it that way, so running them again keeps the model they have.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import config as app_config  # noqa: E402
-from flink_jobs.detectors.iforest import OnnxIsolationForest  # noqa: E402
+from flink_jobs.detectors.iforest import IncompatibleModel, OnnxIsolationForest  # noqa: E402
 from flink_jobs.features.symbol_state import FEATURE_NAMES, FEATURE_SET_VERSION  # noqa: E402
 from models import registry  # noqa: E402
 from models.dataset import feature_matrix, trades_from_files  # noqa: E402
@@ -118,6 +122,15 @@ def train(paths: list[str], registry_dir: str, symbol: str | None, contamination
     return published
 
 
+def usable_model(registry_dir: str) -> registry.ModelVersion | None:
+    """The registry's latest model if the job can score with it; None (and why, in the log) if not."""
+    try:
+        return registry.load_usable(registry_dir)
+    except (registry.RegistryError, IncompatibleModel) as why:
+        log.info("training: no usable model yet (%s)", why)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -131,9 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-estimators", type=int, default=100)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--holdout", type=float, default=0.2, help="share of rows (latest in time) held out")
+    parser.add_argument("--if-missing", action="store_true",
+                        help="train only if the registry has no model the job can use (none, incomplete, "
+                             "or of another feature set)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if not 0 < args.contamination <= 0.5:
         parser.error("--contamination must be in (0, 0.5]")
+    if args.if_missing and (model := usable_model(args.registry)) is not None:
+        log.info("model %s in %s is usable by the job: not training (--if-missing)", model.version, args.registry)
+        return 0
     try:
         train(args.files, args.registry, args.symbol, args.contamination, args.n_estimators, args.seed,
               args.holdout, cfg.detection.window_size, cfg.detection.min_history)

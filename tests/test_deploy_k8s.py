@@ -14,8 +14,6 @@ import copy
 import glob
 import os
 import re
-import shutil
-import subprocess
 import zipfile
 
 import jsonschema
@@ -23,15 +21,17 @@ import kubernetes_validate
 import pytest
 import yaml
 
+import config
 from config import LIB_DIR, PROJECT_DIR
-from tests.deploy_checks import image_pin_problem, unknown_variables
+from tests.deploy_checks import (K8S_DIR, KUBECTL, image_pin_problem, rendered, training_command_problems,
+                                 unknown_variables)
 
-K8S_DIR = os.path.join(PROJECT_DIR, "deploy", "k8s")
 BASE = os.path.join(K8S_DIR, "base")
 OVERLAYS = ("local", "staging", "production")
+ROLES = ("jobManager", "taskManager")
+FLINK_UID = 9999  # the official Flink image's flink user, which runs the Flink processes
 K8S_VERSION = "1.37.0"
 CRD_ENTRY = "META-INF/fabric8/flinkdeployments.flink.apache.org-v1.yml"  # an apiextensions.k8s.io/v1 CRD
-KUBECTL = shutil.which("kubectl")
 needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl (for kustomize) is not installed")
 
 
@@ -44,12 +44,6 @@ def base_documents() -> list[dict]:
         with open(os.path.join(BASE, name)) as f:
             docs += [d for d in yaml.safe_load_all(f) if d]
     return docs
-
-
-def rendered(target: str) -> list[dict]:
-    out = subprocess.run([KUBECTL, "kustomize", target], check=True, capture_output=True, text=True,
-                         timeout=60).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
 
 
 def strict(schema):
@@ -96,12 +90,39 @@ def of_kind(docs, kind):
     return [d for d in docs if d["kind"] == kind]
 
 
-def containers(doc) -> list[dict]:
+def pod_specs(doc) -> list[dict]:
+    """Every pod template's spec of a resource: a FlinkDeployment's shared one and its roles' own."""
     if doc["kind"] == "FlinkDeployment":
-        return doc["spec"]["podTemplate"]["spec"]["containers"]
+        spec = doc["spec"]
+        templates = [spec.get("podTemplate")] + [spec.get(role, {}).get("podTemplate") for role in ROLES]
+        return [t["spec"] for t in templates if t]
     if doc["kind"] == "Deployment":
-        return doc["spec"]["template"]["spec"]["containers"]
+        return [doc["spec"]["template"]["spec"]]
     return []
+
+
+def containers(doc) -> list[dict]:
+    """Every container of a resource's pods, init containers included."""
+    return [c for spec in pod_specs(doc) for c in spec.get("containers", []) + spec.get("initContainers", [])]
+
+
+def merged(shared, own, path="spec"):
+    """A role's pod spec as the operator builds it: the role's template merged into the shared one, objects
+    key by key and arrays by position. Position merging mixes unrelated items (a volume into another),
+    so this refuses an array both templates set."""
+    if isinstance(shared, dict) and isinstance(own, dict):
+        return {k: merged(shared[k], own[k], f"{path}.{k}") if k in shared and k in own else own.get(k, shared.get(k))
+                for k in {**shared, **own}}
+    assert not (isinstance(shared, list) and isinstance(own, list)), f"{path}: set in two pod templates"
+    return own
+
+
+def role_pod(fd, role) -> dict:
+    return merged(fd["spec"]["podTemplate"]["spec"], fd["spec"][role].get("podTemplate", {}).get("spec", {}))
+
+
+def by_name(items) -> dict:
+    return {item["name"]: item for item in items}
 
 
 def test_every_builtin_resource_validates_against_kubernetes_schemas(targets):
@@ -156,7 +177,8 @@ def test_flinkdeployment_runs_the_python_job_statefully_with_ha_and_autoscaler(t
         max_parallelism = int(conf["pipeline.max-parallelism"])
         assert job["parallelism"] <= int(conf["job.autoscaler.vertex.max-parallelism"]) <= max_parallelism
         assert conf["job.autoscaler.enabled"] == ("false" if name == "local" else "true")
-        plugin = next(e["value"] for e in containers(fd)[0]["env"] if e["name"] == "ENABLE_BUILT_IN_PLUGINS")
+        main = by_name(fd["spec"]["podTemplate"]["spec"]["containers"])["flink-main-container"]
+        plugin = next(e["value"] for e in main["env"] if e["name"] == "ENABLE_BUILT_IN_PLUGINS")
         assert plugin == f"flink-s3-fs-presto-{flink}.jar"
 
 
@@ -220,3 +242,53 @@ def test_overlays_set_their_own_namespace_and_buckets(targets):
         buckets.add(fd["spec"]["flinkConfiguration"]["execution.checkpointing.dir"])
     assert namespaces == {"crypto-local", "crypto-staging", "crypto-prod"}
     assert len(buckets) == 3, "each environment checkpoints into its own bucket"
+
+
+def app_settings(docs) -> config.AppConfig:
+    """The settings the job's pods load: the ConfigMap and the Secrets they take with envFrom."""
+    env = {}
+    for doc in of_kind(docs, "ConfigMap") + of_kind(docs, "Secret"):
+        env.update(doc.get("data", {}), **doc.get("stringData", {}))
+    return config.load(env)
+
+
+def test_every_flink_pod_mounts_the_model_registry_claim_where_model_registry_points(targets):
+    for name, docs in targets:
+        cfg = app_settings(docs)
+        assert "combined" in cfg.detection.methods and cfg.detection.needs_model, name
+        path = cfg.detection.model_registry
+        (fd,) = of_kind(docs, "FlinkDeployment")
+        claims = {d["metadata"]["name"]: d for d in of_kind(docs, "PersistentVolumeClaim")}
+        for role in ROLES:
+            pod = role_pod(fd, role)
+            volumes = by_name(pod["volumes"])
+            main = by_name(pod["containers"])["flink-main-container"]
+            mounts = {m["mountPath"]: m for m in main.get("volumeMounts", [])}
+            assert path in mounts, (name, role, f"nothing mounted at MODEL_REGISTRY={path}")
+            claim = volumes[mounts[path]["name"]]["persistentVolumeClaim"]["claimName"]
+            assert claim in claims, (name, role, claim)
+            assert mounts[path].get("readOnly") is True, "only the training init container writes"
+            assert pod["securityContext"]["fsGroup"] == FLINK_UID
+        access = claims[claim]["spec"]["accessModes"]
+        # JobManager and TaskManagers may run on several nodes; kind/minikube (local) has one.
+        assert access == (["ReadWriteOnce"] if name == "local" else ["ReadWriteMany"]), (name, access)
+
+
+def test_the_jobmanager_trains_a_missing_model_before_it_starts_with_composes_command(targets):
+    with open(os.path.join(PROJECT_DIR, "deploy", "docker", "compose.yaml")) as f:
+        compose_train = yaml.safe_load(f)["services"]["train"]["command"]
+    for name, docs in targets:
+        path = app_settings(docs).detection.model_registry
+        (fd,) = of_kind(docs, "FlinkDeployment")
+        pod = role_pod(fd, "jobManager")
+        (init,) = pod["initContainers"]   # init containers finish before the JobManager, which asks for TaskManagers
+        assert init["name"] == "train-model"  # deploy/deploy.sh's savepoint-upgrade patches its image by this name
+        assert init["command"] == compose_train and training_command_problems(init["command"]) == []
+        (mount,) = [m for m in init["volumeMounts"] if m["mountPath"] == path]
+        assert not mount.get("readOnly")
+        main = by_name(pod["containers"])["flink-main-container"]
+        registry_volume = next(m["name"] for m in main["volumeMounts"] if m["mountPath"] == path)
+        assert mount["name"] == registry_volume
+        assert init["envFrom"] == main["envFrom"], "the same settings as the job (config.load validates them all)"
+        assert init["securityContext"]["runAsUser"] == FLINK_UID, "the Flink processes must read what it writes"
+        assert "initContainers" not in role_pod(fd, "taskManager")

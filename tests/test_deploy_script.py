@@ -1,12 +1,16 @@
 """deploy/deploy.sh: the commands its dry-run prints, and how it refuses bad arguments."""
 from __future__ import annotations
 
+import copy
+import json
 import os
+import shlex
 import subprocess
 
 import pytest
 
 from config import PROJECT_DIR
+from tests.deploy_checks import K8S_DIR, KUBECTL, rendered
 
 SCRIPT = os.path.join(PROJECT_DIR, "deploy", "deploy.sh")
 
@@ -52,10 +56,58 @@ def test_dry_run_savepoint_upgrade_records_the_old_image_then_changes_job_and_pr
     assert lines[0].startswith("+ kubectl -n crypto-prod get flinkdeployment anomaly-detector")
     assert "annotate --overwrite flinkdeployment anomaly-detector" in lines[1]
     assert "previous-image=" in lines[1]
-    assert "patch flinkdeployment anomaly-detector --type merge" in lines[2] and image in lines[2]
+    assert "patch flinkdeployment anomaly-detector --type json" in lines[2] and image in lines[2]
     assert lines[3] == f"+ kubectl -n crypto-prod set image deployment/producer producer={image}"
     assert "wait flinkdeployment anomaly-detector" in lines[4] and "STABLE" in lines[4]
     assert "rollout status deployment/producer" in lines[5]
+
+
+def json_patched(doc: dict, operations: list[dict]) -> dict:
+    """RFC 6902 `test` and `replace`, as the API server applies them: a failed test, or a path that
+    does not exist, refuses the whole patch."""
+    doc = copy.deepcopy(doc)
+    for op in operations:
+        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        node = doc
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        key = int(last) if isinstance(node, list) else last
+        if op["op"] == "test":
+            if node[key] != op["value"]:
+                raise ValueError(f"test failed at {op['path']}: {node[key]!r}")
+        elif op["op"] == "replace":
+            node[key]  # noqa: B018 -- must exist
+            node[key] = op["value"]
+        else:
+            raise ValueError(f"unexpected op {op['op']}")
+    return doc
+
+
+def flink_images(fd: dict) -> set[str]:
+    spec = fd["spec"]
+    templates = [spec["podTemplate"]] + [spec[r]["podTemplate"] for r in ("jobManager", "taskManager")
+                                          if "podTemplate" in spec[r]]
+    return {spec["image"]} | {c["image"] for t in templates
+                              for c in t["spec"].get("containers", []) + t["spec"].get("initContainers", [])
+                              if "image" in c}
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl (for kustomize) is not installed")
+@pytest.mark.parametrize("env, image", [
+    ("local", "crypto-anomaly-detector:0.3.1"),
+    ("production", "ghcr.io/crypto-anomaly-detector/crypto-anomaly-detector:0.3.1")])
+def test_savepoint_upgrade_moves_every_image_of_the_flinkdeployment_training_init_container_included(env, image):
+    (line,) = [l for l in printed(deploy("--dry-run", "savepoint-upgrade", env, "0.3.1")) if " patch " in l]
+    words = shlex.split(line[2:])
+    assert words[words.index("--type") + 1] == "json"
+    operations = json.loads(words[words.index("-p") + 1])
+    (fd,) = [d for d in rendered(os.path.join(K8S_DIR, "overlays", env)) if d["kind"] == "FlinkDeployment"]
+    assert image not in flink_images(fd)
+    assert flink_images(json_patched(fd, operations)) == {image}
+    # If the init container moved, the patch is refused rather than leaving it on the old image.
+    fd["spec"]["jobManager"]["podTemplate"]["spec"]["initContainers"].insert(0, {"name": "other", "image": "x:1.0"})
+    with pytest.raises(ValueError, match="test failed"):
+        json_patched(fd, operations)
 
 
 def test_dry_run_rollback_reads_the_recorded_image_and_goes_back_through_the_same_path():

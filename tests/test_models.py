@@ -138,3 +138,38 @@ def test_training_records_where_the_forest_has_seen_data(tmp_path, matrix):
         assert matrix[:, i].min() <= low <= high <= matrix[:, i].max()
     scorer = OnnxIsolationForest.from_registry(published)
     assert scorer.feature_ranges == ranges
+
+
+def test_if_missing_trains_into_an_empty_registry_keeps_a_usable_model_and_replaces_an_unusable_one(tmp_path):
+    from models.train import main
+
+    args = [*SAMPLES, "--registry", str(tmp_path), "--n-estimators", "10", "--if-missing"]
+    assert main(args) == 0
+    first = registry.latest_version(str(tmp_path))
+    assert first is not None
+    assert main(args) == 0                                   # a usable model: nothing trained
+    assert registry.latest_version(str(tmp_path)) == first
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [first, "LATEST"]
+    # An upgrade changed the features: the latest model is one the job refuses, so a new one is trained.
+    with open(registry.load(str(tmp_path)).onnx_path, "rb") as handle:
+        stale = registry.publish(str(tmp_path), handle.read(), {"feature_names": list(FEATURE_NAMES)},
+                                 version="29990101T000000Z")
+    assert main(args) == 0
+    retrained = registry.latest_version(str(tmp_path))
+    assert retrained not in (first, stale.version)
+    assert registry.load_usable(str(tmp_path)).version == retrained
+
+
+def test_the_job_refuses_to_start_with_a_model_it_cannot_use_and_names_the_registry(tmp_path, fitted):
+    import config
+    from flink_jobs.anomaly_job import check_model
+
+    cfg = config.load({"MODEL_REGISTRY": str(tmp_path)})
+    with pytest.raises(config.ConfigError, match=f"MODEL_REGISTRY={tmp_path}: no model"):
+        check_model(cfg)
+    registry.publish(str(tmp_path), fitted[1], {"feature_names": list(FEATURE_NAMES)})  # feature set 1
+    with pytest.raises(config.ConfigError, match="feature set 1"):
+        check_model(cfg)
+    registry.publish(str(tmp_path), fitted[1], COMPATIBLE)
+    check_model(cfg)
+    check_model(config.load({"MODEL_REGISTRY": str(tmp_path / "none"), "DETECTION_METHODS": "zscore"}))
