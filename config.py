@@ -192,6 +192,15 @@ class JobConfig:
         "PYTHON_BUNDLE_TIME_MS", 1000,
         "Longest a Python operator holds its output before handing it on (python.fn-execution.bundle.time)",
         minimum=1, maximum=3_600_000)
+    python_state_cache_size: int = setting(
+        "PYTHON_STATE_CACHE_SIZE", 20_000,
+        "Keyed-state entries a Python worker keeps deserialized (python.state.cache-size; two per symbol). "
+        "Flink's default, 1000, thrashes past 500 symbols: every trade then reads and writes its state through Java",
+        minimum=0, maximum=10_000_000)
+    buffer_timeout_ms: int = setting(
+        "FLINK_BUFFER_TIMEOUT_MS", 100,
+        "Longest a network buffer between operators waits to fill before it is sent (Flink's execution.buffer-timeout)",
+        minimum=0, maximum=60_000)
     python_workers: str = setting(
         "PYTHON_WORKERS", "loopback",
         "Local MiniCluster only: 'loopback' runs the Python operators as threads of the launching "

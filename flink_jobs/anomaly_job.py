@@ -133,8 +133,8 @@ def check_model(cfg: AppConfig) -> None:
 
 
 def create_environment(cfg: AppConfig):
-    from pyflink.common import Configuration
     from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
+    from pyflink.util.java_utils import get_j_env_configuration
 
     local = "PYFLINK_GATEWAY_PORT" not in os.environ  # under `flink run` the client sets the gateway
     if local:
@@ -142,12 +142,17 @@ def create_environment(cfg: AppConfig):
         # ('loopback') runs every Python operator as a thread of this process, all under one GIL.
         # On a cluster the workers are processes, and PyFlink refuses 'loopback'.
         os.environ["_python_worker_execution_mode"] = cfg.job.python_workers
-    conf = Configuration()
-    # A Python operator hands its output on when its bundle ends: at this many records or after
-    # this long. Flink's defaults (100,000 / 1 s) favour throughput; latency needs a short time.
-    conf.set_integer("python.fn-execution.bundle.size", cfg.job.python_bundle_size)
-    conf.set_integer("python.fn-execution.bundle.time", cfg.job.python_bundle_time_ms)
-    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    env = StreamExecutionEnvironment.get_execution_environment()
+    # Set on the environment's own configuration, which PyFlink hands to each Python operator
+    # as it is created (a Configuration given to get_execution_environment is not guaranteed to
+    # reach it under `flink run`). A Python operator passes its output on when its bundle ends:
+    # at this many records or after this long; Flink's defaults (100,000 / 1 s) favour
+    # throughput, latency needs a short time. The state cache must hold every symbol's state.
+    j_conf = get_j_env_configuration(env._j_stream_execution_environment)
+    j_conf.setString("python.fn-execution.bundle.size", str(cfg.job.python_bundle_size))
+    j_conf.setString("python.fn-execution.bundle.time", str(cfg.job.python_bundle_time_ms))
+    j_conf.setString("python.state.cache-size", str(cfg.job.python_state_cache_size))
+    env.set_buffer_timeout(cfg.job.buffer_timeout_ms)
     env.set_parallelism(cfg.job.parallelism)
     env.enable_checkpointing(cfg.job.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
     jars = connector_jar_urls(cfg.job.connector_jars)

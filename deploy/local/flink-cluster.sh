@@ -6,7 +6,9 @@
 #                                                        # exits with flink run's status
 # Config (a copy of pyflink/conf), logs, pid files and temp files live in $RUN_DIR/flink.
 # Environment: FLINK_REST_PORT (8081), FLINK_RPC_PORT (6123), FLINK_TASK_SLOTS (2),
-# FLINK_JM_MEMORY (1g), FLINK_TM_MEMORY (2g), FLINK_JOB_SCRIPT (flink_jobs/anomaly_job.py),
+# FLINK_JM_MEMORY (1g), FLINK_TM_MEMORY (2g), FLINK_TM_METASPACE (512m: every PyFlink job submitted
+# loads its classes again, and Flink's 256m ran out after 7 jobs on one TaskManager),
+# FLINK_JOB_SCRIPT (flink_jobs/anomaly_job.py),
 # FLINK_START_TIMEOUT (60 s), FLINK_RESTART_ATTEMPTS (3; the cluster's restart strategy for jobs
 # that set none: Flink's own default with checkpointing retries for ever, so a job that fails
 # deterministically would keep `submit` waiting for ever).
@@ -21,6 +23,7 @@ FLINK_RPC_PORT="${FLINK_RPC_PORT:-6123}"
 FLINK_TASK_SLOTS="${FLINK_TASK_SLOTS:-2}"
 FLINK_JM_MEMORY="${FLINK_JM_MEMORY:-1g}"
 FLINK_TM_MEMORY="${FLINK_TM_MEMORY:-2g}"
+FLINK_TM_METASPACE="${FLINK_TM_METASPACE:-512m}"
 FLINK_START_TIMEOUT="${FLINK_START_TIMEOUT:-60}"
 FLINK_RESTART_ATTEMPTS="${FLINK_RESTART_ATTEMPTS:-3}"
 case "$RUN_DIR" in /*) ;; *) RUN_DIR="$PWD/$RUN_DIR" ;; esac   # the daemons run from $FLINK_DIR
@@ -93,6 +96,7 @@ write_config() {
     "taskmanager.host=localhost" \
     "taskmanager.numberOfTaskSlots=$FLINK_TASK_SLOTS" \
     "taskmanager.memory.process.size=$FLINK_TM_MEMORY" \
+    "taskmanager.memory.jvm-metaspace.size=$FLINK_TM_METASPACE" \
     "rest.address=localhost" \
     "rest.bind-address=localhost" \
     "rest.port=$FLINK_REST_PORT" \
