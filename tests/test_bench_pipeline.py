@@ -1,0 +1,74 @@
+"""The performance benchmark's own logic: what it sends, how it names processes, where it writes.
+(The numbers themselves come from running bench/pipeline.py, never from a unit test.)"""
+import json
+
+from bench import load
+from bench.monitor import role_of
+from bench.pipeline import MARK_BEGIN, MARK_END, write_section
+from flink_jobs.trades import parse_trade
+
+
+class RecordingProducer:
+    def __init__(self):
+        self.sent = []
+
+    def send(self, topic, key, value):
+        self.sent.append((topic, key, value))
+
+    def flush(self):
+        pass
+
+
+def test_paced_run_sends_the_rate_with_consecutive_ids_per_symbol_and_send_time_stamps():
+    market = load.Market(load.symbol_names(3), seed=1)
+    run = load.PacedRun(market, rate=1000, seconds=0.5, first_id=500, spike_every_s=0.2)
+    producer = RecordingProducer()
+    run.run(producer, "t")
+
+    assert run.sent == len(producer.sent) == 500
+    trades = [parse_trade(value, lambda s: True) for _, _, value in producer.sent]
+    assert [key.decode() for _, key, _ in producer.sent] == [t.symbol for t in trades]
+    for symbol in load.symbol_names(3):
+        ids = [t.trade_id for t in trades if t.symbol == symbol]
+        assert ids == list(range(500, 500 + len(ids)))
+    stamps = [t.event_time_ms for t in trades]
+    assert stamps == sorted(stamps) and all(t.trade_time_ms == t.event_time_ms for t in trades)
+    assert stamps[-1] - stamps[0] >= 400  # paced over the half second, not sent at once
+    assert 1 <= len(run.planted) <= 3
+    by_key = {(t.symbol, t.trade_id): t for t in trades}
+    for symbol, trade_id in run.planted:
+        before = by_key.get((symbol, trade_id - 1))
+        if before:
+            assert abs(by_key[(symbol, trade_id)].price / before.price - 1) > 0.02
+
+
+def test_a_second_run_continues_the_market_prices_with_its_own_ids():
+    market = load.Market(load.symbol_names(2), seed=1)
+    first, second = RecordingProducer(), RecordingProducer()
+    load.PacedRun(market, 200, 0.1, first_id=1, spike_every_s=60).run(first, "t")
+    load.PacedRun(market, 200, 0.1, first_id=1000, spike_every_s=60).run(second, "t")
+    last = json.loads(first.sent[-2][2]), json.loads(first.sent[-1][2])
+    nxt = {m["s"]: m for m in (json.loads(v) for _, _, v in second.sent[:2])}
+    for message in last:
+        assert nxt[message["s"]]["t"] == 1000
+        assert abs(float(nxt[message["s"]]["p"]) / float(message["p"]) - 1) < 0.01
+
+
+def test_processes_are_told_apart_by_what_they_run_and_only_the_projects_count():
+    root = "/srv/detector"
+    assert role_of(["java", "-cp", f"{root}/.run/lib/kafka/*", "kafka.Kafka", "x"], (root,)) == "kafka broker"
+    assert role_of(["java", f"-Dlog.file={root}/.run/flink/log/x", "org.apache.flink.runtime.taskexecutor."
+                    "TaskManagerRunner"], (root,)) == "flink taskmanager"
+    assert role_of([f"{root}/.venv/bin/python", "-m", "pyflink.fn_execution.beam.beam_boot", "--id=1-1"],
+                   (root,)) == "python workers"
+    assert role_of(["java", "kafka.Kafka", "/elsewhere/server.properties"], (root,)) is None
+    assert role_of([f"{root}/.venv/bin/python", "-m", "pytest"], (root,)) is None
+
+
+def test_results_replace_the_section_between_the_markers_and_keep_the_rest(tmp_path):
+    doc = tmp_path / "performance.md"
+    doc.write_text(f"# Performance\n\nintro\n\n{MARK_BEGIN}\nold numbers\n{MARK_END}\n\n## Analysis\nkept\n")
+    write_section(str(doc), f"{MARK_BEGIN}\nnew numbers\n{MARK_END}")
+    text = doc.read_text()
+    assert "new numbers" in text and "old numbers" not in text
+    assert text.startswith("# Performance\n\nintro\n") and text.endswith("## Analysis\nkept\n")
