@@ -31,7 +31,7 @@ import time
 from typing import NamedTuple
 
 from config import AppConfig
-from flink_jobs.trades import InvalidTrade, parse_trade
+from flink_jobs.trades import InvalidTrade, load_json, parse_trade
 from producer.backfill import Backfiller
 from producer.binance_rest import BinanceRest
 from producer.binance_ws import Backoff, BinanceConnection, stream_urls
@@ -54,12 +54,9 @@ class Item(NamedTuple):
 
 def decode_frame(raw: str, accepts) -> tuple[str, int, str]:
     """(symbol, trade id, message to publish) of a combined-stream trade frame, or InvalidTrade."""
-    try:
-        frame = json.loads(raw)
-    except ValueError as error:
-        raise InvalidTrade(f"malformed JSON: {error}") from None
+    frame = load_json(raw)      # bounded: size first, then JSON, nesting and finiteness
     if not isinstance(frame, dict) or not isinstance(frame.get("data"), dict) or "stream" not in frame:
-        raise InvalidTrade("not a combined-stream frame {\"stream\": ..., \"data\": {...}}")
+        raise InvalidTrade("not a combined-stream frame", "expected {\"stream\": ..., \"data\": {...}}")
     message = json.dumps(frame["data"], separators=(",", ":"))
     trade = parse_trade(message, accepts)      # the Flink job's own validation: what passes here, passes there
     return trade.symbol, trade.trade_id, message
