@@ -72,6 +72,15 @@ class KafkaConfig:
         "KAFKA_DELIVERY_TIMEOUT_MS", 120_000,
         "How long a message may wait for the broker (retries included) before it counts as lost",
         minimum=1000, maximum=3_600_000)
+    max_message_bytes: int = setting(
+        "KAFKA_MAX_MESSAGE_BYTES", 1024 * 1024,
+        "Largest Kafka message: the producer's max_request_size, max.message.bytes of topics it creates, "
+        "and the job consumer's max.partition.fetch.bytes", minimum=1024, maximum=64 * 1024 * 1024)
+    fetch_max_bytes: int = setting(
+        "KAFKA_FETCH_MAX_BYTES", 16 * 1024 * 1024,
+        "Most bytes one fetch of the job's Kafka consumer returns (fetch.max.bytes); with the source's "
+        "queue of two fetches it bounds the records in flight per source subtask", minimum=1024,
+        maximum=1024 * 1024 * 1024)
     security_protocol: str = setting(
         "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (Confluent Cloud: SASL_SSL)",
         choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
@@ -205,6 +214,10 @@ class LiveConfig:
     max_streams_per_connection: int = setting(
         "WS_MAX_STREAMS_PER_CONNECTION", 200, "Streams per websocket connection (Binance allows 1024)",
         minimum=1, maximum=1024)
+    max_message_bytes: int = setting(
+        "WS_MAX_MESSAGE_BYTES", 1024 * 1024,
+        "Largest websocket message (a frame, or fragments joined); a larger one closes the connection "
+        "before it is read (a trade frame is about 250 bytes)", minimum=1024, maximum=64 * 1024 * 1024)
     ping_interval_s: float = setting(
         "WS_PING_INTERVAL_S", 20.0, "Seconds between the client's own pings", minimum=0.05, maximum=600.0)
     ping_timeout_s: float = setting(
@@ -238,6 +251,10 @@ class LiveConfig:
         "backfill is abandoned", minimum=1, maximum=1_000_000)
     rest_timeout_s: float = setting(
         "BINANCE_REST_TIMEOUT_S", 5.0, "Timeout of each REST request", minimum=0.1, maximum=120.0)
+    rest_max_bytes: int = setting(
+        "BINANCE_REST_MAX_BYTES", 32 * 1024 * 1024,
+        "Largest REST answer read (exchangeInfo, the largest, is a few MB); a larger one is an error",
+        minimum=1024, maximum=1024 * 1024 * 1024)
     metrics_port: int = setting(
         "LIVE_METRICS_PORT", 9108, "Port of /metrics, /healthz and /readyz; 0 = off", minimum=0, maximum=65535)
     stats_interval_s: float = setting(
@@ -452,6 +469,9 @@ def _validate_kafka(k: KafkaConfig) -> KafkaConfig:
                           "KAFKA_SASL_PASSWORD")
     if k.ssl_cafile and not os.path.isfile(k.ssl_cafile):
         raise ConfigError(f"KAFKA_SSL_CAFILE={k.ssl_cafile!r}: no such file")
+    if k.fetch_max_bytes < k.max_message_bytes:
+        raise ConfigError(f"KAFKA_FETCH_MAX_BYTES={k.fetch_max_bytes}: must not be below "
+                          f"KAFKA_MAX_MESSAGE_BYTES={k.max_message_bytes}")
     return k
 
 

@@ -23,7 +23,7 @@ from flink_jobs.detectors.base import Anomaly
 from flink_jobs.detectors.methods import Cooldown, candidates, score_batch
 from flink_jobs.detectors.zscore import ZScoreDetector
 from flink_jobs.features.symbol_state import SymbolState, TradeFeatures, observe
-from flink_jobs.trades import InvalidTrade, Trade, parse_trade
+from flink_jobs.trades import InvalidTrade, Trade, dead_letter_raw, parse_trade
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +35,9 @@ ALERTS = OutputTag("alerts", Types.PICKLED_BYTE_ARRAY())
 PARSED_TYPE = Types.TUPLE([Types.PICKLED_BYTE_ARRAY(), Types.LONG()])
 # Event-time timers at this instant fire only on the final watermark of a bounded input.
 END_OF_INPUT = 2**63 - 1
-# Raw messages are kept whole up to this size; longer ones are cut and the cut is said in the reason.
-MAX_DEAD_LETTER_CHARS = 64 * 1024
-
-
 def dead_letter(stage: str, reason: str, raw, symbol: str = "", trade_id: int = -1) -> tuple:
-    """A ("dead_letters", row) record; the raw message is kept as text."""
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8", errors="backslashreplace")
-    if len(raw) > MAX_DEAD_LETTER_CHARS:
-        reason = f"{reason} [raw message cut from {len(raw)} to {MAX_DEAD_LETTER_CHARS} characters]"
-        raw = raw[:MAX_DEAD_LETTER_CHARS]
+    """A ("dead_letters", row) record; the raw message is kept as text, cut when it is huge."""
+    raw, reason = dead_letter_raw(raw, reason)
     return "dead_letters", (stage, reason, raw, symbol, trade_id, int(time.time() * 1000))
 
 
@@ -102,7 +94,8 @@ class FlushTimers:
 
 
 class ParseTrades(ProcessFunction):
-    """Raw Kafka message -> (Trade, trade time ms); anything invalid -> DEAD_LETTERS with its reason."""
+    """Raw message (bytes from Kafka, text from files) -> (Trade, trade time ms); anything invalid ->
+    DEAD_LETTERS with its reason."""
 
     def __init__(self, detection: DetectionConfig):
         self.detection = detection

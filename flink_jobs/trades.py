@@ -32,6 +32,8 @@ MAX_TRADE_ID = 2**63 - 1
 # Prices and quantities above this are not trades (the largest real ones are about 1e11 units of a
 # meme coin); it also keeps price * qty and the rolling sums of squares far from overflow.
 MAX_DECIMAL = 1e15
+# Dead letters keep a raw message whole up to this size; a longer one is cut, and its reason says so.
+MAX_DEAD_LETTER_CHARS = 64 * 1024
 # What an exchange sends as a decimal string: digits, an optional fraction and exponent.
 DECIMAL = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
 
@@ -186,6 +188,17 @@ def parse_trade(raw: str | bytes, accepts_symbol: Callable[[str], bool], now_ms:
     if not isinstance(maker, bool):
         raise InvalidTrade("buyer-is-maker flag (m) must be true or false", f"got {type(maker).__name__}")
     return Trade(symbol, trade_id, price, qty, trade_time, event_time, maker)
+
+
+def dead_letter_raw(raw: str | bytes, reason: str) -> tuple[str, str]:
+    """(raw, reason) as a dead letter keeps them: bytes as text (what is not UTF-8 as \\x escapes),
+    cut to MAX_DEAD_LETTER_CHARS characters, the reason then saying so."""
+    if isinstance(raw, (bytes, bytearray)):
+        raw = bytes(raw).decode("utf-8", errors="backslashreplace")
+    if len(raw) > MAX_DEAD_LETTER_CHARS:
+        reason = f"{reason} [raw message cut from {len(raw)} to {MAX_DEAD_LETTER_CHARS} characters]"
+        raw = raw[:MAX_DEAD_LETTER_CHARS]
+    return raw, reason
 
 
 def to_message(trade: Trade) -> dict:
