@@ -144,10 +144,14 @@ class DetectionConfig:
 class StoreConfig:
     clickhouse_url: str = setting(
         "CLICKHOUSE_URL", "",
-        "ClickHouse server, e.g. https://host:8443; empty = embedded chDB at CHDB_PATH")
+        "ClickHouse server, e.g. https://host:8443 (https:// = TLS); empty = embedded chDB at CHDB_PATH")
     database: str = setting("CLICKHOUSE_DATABASE", "crypto", "Database holding the tables of sql/")
     user: str = setting("CLICKHOUSE_USER", "default", "ClickHouse user (server backend)")
     password: str = setting("CLICKHOUSE_PASSWORD", "", "ClickHouse password (server backend)", secret=True)
+    verify: bool = setting(
+        "CLICKHOUSE_VERIFY", True, "Verify the server's TLS certificate and host name (https:// URLs)")
+    ca_cert: str = setting(
+        "CLICKHOUSE_CA_CERT", "", "CA bundle (PEM) that signs the server's certificate; empty = the system's")
     chdb_path: str = setting(
         "CHDB_PATH", os.path.join(RUN_DIR, "data", "chdb"),
         "Directory of the embedded store; one process may own it at a time")
@@ -177,6 +181,11 @@ class StoreConfig:
     @property
     def backend(self) -> str:
         return "clickhouse" if self.clickhouse_url else "chdb"
+
+    @property
+    def secure(self) -> bool:
+        """TLS to the server: the URL's scheme decides, so there is one switch, not two that can disagree."""
+        return self.clickhouse_url.startswith("https://")
 
 
 @dataclass(frozen=True)
@@ -475,6 +484,16 @@ def _validate_kafka(k: KafkaConfig) -> KafkaConfig:
     return k
 
 
+def _validate_store(s: StoreConfig) -> StoreConfig:
+    if s.clickhouse_url and not s.clickhouse_url.startswith(("http://", "https://")):
+        raise ConfigError("CLICKHOUSE_URL: must start with http:// or https:// (https:// for TLS)")
+    if s.ca_cert and not s.secure:
+        raise ConfigError("CLICKHOUSE_CA_CERT: set, but CLICKHOUSE_URL is not https:// (no TLS to verify)")
+    if s.ca_cert and not os.path.isfile(s.ca_cert):
+        raise ConfigError(f"CLICKHOUSE_CA_CERT={s.ca_cert!r}: no such file")
+    return s
+
+
 def _validate_live(v: LiveConfig) -> LiveConfig:
     for name, url, schemes in (("BINANCE_WS_URL", v.ws_url, ("ws://", "wss://")),
                                ("BINANCE_REST_URL", v.rest_url, ("http://", "https://"))):
@@ -535,6 +554,7 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Mapping[str, obj
                 for name, cls in SECTIONS.items()}
     sections["detection"] = _validate_detection(sections["detection"])
     sections["kafka"] = _validate_kafka(sections["kafka"])
+    sections["store"] = _validate_store(sections["store"])
     sections["live"] = _validate_live(sections["live"])
     sections["grafana"] = _validate_grafana(sections["grafana"])
     sections["alerts"] = _validate_alerts(sections["alerts"])

@@ -223,8 +223,7 @@ class ServerStore(Store):
         from clickhouse_connect.driver.exceptions import ClickHouseError
 
         try:
-            self._client = clickhouse_connect.get_client(
-                dsn=config.clickhouse_url, username=config.user, password=config.password)
+            self._client = clickhouse_connect.get_client(**client_settings(config))
         except ClickHouseError as error:
             raise StoreError(f"cannot reach ClickHouse at CLICKHOUSE_URL={redacted(config.clickhouse_url)}: "
                              f"{str(error).split(' (Caused')[0][:200]}") from None
@@ -247,6 +246,19 @@ class ServerStore(Store):
 
     def _insert_arrow(self, table, data):
         self._client.insert_arrow(table, data, database=self.database)
+
+
+def client_settings(config: StoreConfig) -> dict:
+    """Keyword arguments of clickhouse_connect.get_client. The interface is given, not left to the
+    DSN: clickhouse-connect reads only host, port, user, password and database from a DSN and picks
+    TLS by port (443, 8443), so https://host:9443 or https://host would have gone out in plain HTTP."""
+    settings = {"dsn": config.clickhouse_url, "username": config.user, "password": config.password,
+                "interface": "https" if config.secure else "http", "secure": config.secure}
+    if config.secure:
+        settings["verify"] = config.verify
+        if config.ca_cert:
+            settings["ca_cert"] = config.ca_cert
+    return settings
 
 
 def redacted(url: str) -> str:

@@ -23,6 +23,18 @@ def read_sample_trades(name: str) -> list[list[str]]:
     return rows[1:] if rows[0][0] == "id" else rows
 
 
+def self_signed_certificate(folder) -> tuple[str, str]:
+    """(certificate, key) PEM files of a fresh self-signed certificate for 127.0.0.1 and localhost,
+    made with the openssl command; the certificate is its own CA."""
+    import subprocess
+
+    cert, key = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
 @pytest.fixture(scope="session")
 def eth_prices() -> list[float]:
     """1,000 real ETHUSDT trade prices."""

@@ -1,12 +1,11 @@
 """The Flink job's Kafka source gets the producer's security settings (one config, one mapping) and
 size bounds, down to the properties of the real Java KafkaSource and the Java client's JAAS parser."""
-import subprocess
-
 import pytest
 
 import config
 from flink_jobs.anomaly_job import connector_jar_urls, kafka_source
 from producer.kafka_settings import job_consumer_properties, redacted, security_settings
+from tests.conftest import self_signed_certificate
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pyflink's own, at import
 
@@ -69,15 +68,8 @@ def java_source_properties(j_source) -> dict:
     return {name: props.getProperty(name) for name in props.stringPropertyNames()}
 
 
-def self_signed_ca(tmp_path) -> str:
-    path = tmp_path / "ca.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "key.pem"),
-                    "-out", str(path), "-days", "1", "-subj", "/CN=broker.test"], check=True, capture_output=True)
-    return str(path)
-
-
 def test_the_real_kafka_source_carries_them_and_a_java_consumer_accepts_them(jvm, tmp_path):
-    cfg = config.load({**SASL, "KAFKA_SSL_CAFILE": self_signed_ca(tmp_path), "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+    cfg = config.load({**SASL, "KAFKA_SSL_CAFILE": self_signed_certificate(tmp_path)[0], "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
                        "JOB_BOUNDED": "true"})
     built = java_source_properties(kafka_source(cfg).get_java_function())
     expected = job_consumer_properties(cfg.kafka)
