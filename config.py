@@ -22,7 +22,7 @@ LIB_DIR = os.environ.get("LIB_DIR", os.path.join(RUN_DIR, "lib"))  # jars fetche
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")
 DEFAULT_THRESHOLDS = "BTCUSDT=3.5,ETHUSDT=3.5,BNBUSDT=4.0,SOLUSDT=3.0,XRPUSDT=3.5"
 METHODS = ("zscore", "iforest", "combined")
-SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,30}$")
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,30}\Z")   # \Z: '$' would also match before a final newline
 
 
 class ConfigError(ValueError):

@@ -27,6 +27,7 @@ MICROSECONDS_ABOVE = 100_000_000_000_000
 # A trade message is two levels deep (the combined-stream envelope and the trade); deeper nesting is
 # hostile, and beyond about 1,000 levels Python's JSON decoder raises RecursionError.
 MAX_JSON_DEPTH = 8
+_STRUCTURE = re.compile(r'["\\\[\]{}]')
 # Trade ids are stored as UInt64 (trades) and Int64 (dead letters): a larger one would fail the insert.
 MAX_TRADE_ID = 2**63 - 1
 # Prices and quantities above this are not trades (the largest real ones are about 1e11 units of a
@@ -75,16 +76,36 @@ def _field_name(path: tuple) -> str:
     return FIELD_NAMES.get(path[0], "a value") if len(path) == 1 else "a value"
 
 
-def _check_structure(payload) -> None:
-    """Refuses nesting deeper than MAX_JSON_DEPTH and non-finite numbers anywhere in the message:
-    NaN and Infinity are not JSON (RFC 8259), and 1e999 parses to infinity."""
-    if not isinstance(payload, (dict, list)):
-        return
-    stack = [(payload, ())]
+def _nesting_depth(text: str) -> int:
+    """How deeply objects and arrays nest in the text, brackets inside strings not counted; one
+    linear pass over the quotes, backslashes and brackets, so json.loads never meets deep nesting."""
+    depth = deepest = 0
+    in_string, escaped_at = False, -1
+    for token in _STRUCTURE.finditer(text):
+        char, at = token.group(), token.start()
+        if in_string:
+            if at == escaped_at:
+                continue
+            if char == "\\":
+                escaped_at = at + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _check_finite(payload) -> None:
+    """Refuses non-finite numbers anywhere in the message: NaN and Infinity are not JSON (RFC 8259),
+    and 1e999 parses to infinity."""
+    stack = [(payload, ())] if isinstance(payload, (dict, list)) else []
     while stack:
         node, path = stack.pop()
-        if len(path) >= MAX_JSON_DEPTH:
-            raise InvalidTrade("nested too deep", f"more than {MAX_JSON_DEPTH} levels of objects and arrays")
         for key, item in (node.items() if isinstance(node, dict) else enumerate(node)):
             if isinstance(item, (dict, list)):
                 stack.append((item, path + (key,)))
@@ -96,7 +117,7 @@ def _check_structure(payload) -> None:
 
 def load_json(raw: str | bytes):
     """One message from the network, decoded with every bound checked before the next step:
-    its size, then strict UTF-8 (bytes), then JSON, then nesting and finiteness."""
+    its size, then strict UTF-8 (bytes), then nesting, then JSON, then finiteness."""
     if len(raw) > MAX_MESSAGE_CHARS:
         unit = "bytes" if isinstance(raw, (bytes, bytearray)) else "characters"
         raise InvalidTrade("message too large", f"{len(raw)} {unit} (limit {MAX_MESSAGE_CHARS})")
@@ -105,13 +126,15 @@ def load_json(raw: str | bytes):
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as error:
             raise InvalidTrade("not UTF-8", str(error)) from None
+    if raw.count("[") + raw.count("{") > MAX_JSON_DEPTH and _nesting_depth(raw) > MAX_JSON_DEPTH:
+        raise InvalidTrade("nested too deep", f"more than {MAX_JSON_DEPTH} levels of objects and arrays")
     try:
         payload = json.loads(raw)
-    except RecursionError:
+    except RecursionError:   # not reached after the depth check; a last guard, as the decoder recurses
         raise InvalidTrade("nested too deep", "beyond the JSON decoder's recursion limit") from None
     except ValueError as error:
         raise InvalidTrade("malformed JSON", str(error)) from None
-    _check_structure(payload)
+    _check_finite(payload)
     return payload
 
 

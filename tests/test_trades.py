@@ -83,7 +83,8 @@ def test_invalid_messages_are_rejected_with_a_reason(raw, reason):
 
 @pytest.mark.parametrize("raw, reason", [
     (b'{"e": "trade", "s": "ETH\xffUSDT"}', "not UTF-8"),
-    ("[" * 5000 + "]" * 5000, "nested too deep: beyond"),        # RecursionError inside json.loads
+    ("[" * 5000 + "]" * 5000, "nested too deep: more than 8"),   # json.loads would raise RecursionError
+    ('{"e": "trade", "x": ' + "[" * 7000, "nested too deep"),     # unterminated, whatever the recursion limit
     (json.dumps(with_(x=[[[[[[[[1]]]]]]]])), "nested too deep: more than"),
     (json.dumps(with_(M=float("nan"))), "a value is not finite: nan at M"),
     (json.dumps({"stream": "ethusdt@trade", "data": with_(q=float("-inf"))}), "quantity (q) is not finite: -inf at data.q"),
@@ -111,6 +112,7 @@ def test_a_reason_is_its_kind_then_the_details_after_the_first_colon():
     assert str(error.value) == "trade time (T) is outside 2017-07-01 .. now+1 day: 1000"
 
 
-def test_utf8_bytes_parse_like_text_and_a_shallow_extra_field_is_allowed():
-    raw = json.dumps({"stream": "ethusdt@trade", "data": with_(extra={"a": [1, {"b": 2}]})})
+def test_utf8_bytes_parse_like_text_and_shallow_nesting_and_brackets_in_strings_are_allowed():
+    raw = json.dumps({"stream": "ethusdt@trade", "data": with_(extra={"a": [1, {"b": [[[2]]]}]},
+                                                                 note='[[[[[[[[[[ \\" {{{{{{{{{{')})
     assert parse_trade(raw.encode(), {"ETHUSDT"}.__contains__, now_ms=NOW_MS) == parse(GOOD)
