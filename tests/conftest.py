@@ -6,6 +6,14 @@ import os
 import sys
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property-based tests (hypothesis): the same examples on every run in CI, and quick; "deep" for a
+# longer, random search by hand (HYPOTHESIS_PROFILE=deep).
+settings.register_profile("ci", max_examples=500, derandomize=True, deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("deep", max_examples=20_000, deadline=None, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(PROJECT_DIR, "producer", "samples")
