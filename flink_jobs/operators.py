@@ -153,7 +153,7 @@ class ScoreTrades(KeyedProcessFunction):
         state = self.symbol_state.value() or SymbolState(self.detection.window_size)
         if state.is_replay_of_seen_trade(trade):
             self.repeats.inc()
-            reason = f"repeated or out-of-order trade id {trade.trade_id} (last seen {state.last_trade_id})"
+            reason = f"repeated or out-of-order trade id: {trade.trade_id} (last seen {state.last_trade_id})"
             yield dead_letter("detect", reason, repr(tuple(trade)), trade.symbol, trade.trade_id)
             return
         features = observe(state, trade)
