@@ -25,6 +25,14 @@ METHODS = ("zscore", "iforest", "combined")
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,30}\Z")   # \Z: '$' would also match before a final newline
 
 
+_URL_PASSWORD = re.compile(r"//([^:/@\s]+):[^@/\s]*@")
+
+
+def redact_url(text: str) -> str:
+    """The text with the password of every user:password@ in a URL replaced by ***."""
+    return _URL_PASSWORD.sub(r"//\1:***@", text)
+
+
 class ConfigError(ValueError):
     """A setting is missing or out of range; the message names the variable."""
 
@@ -383,8 +391,18 @@ class AppConfig:
     alerts: AlertConfig = field(default_factory=AlertConfig)
 
 
+def _repr_without_secrets(section) -> str:
+    """The dataclass repr, secret fields left out (repr=False), and passwords inside URLs (as a
+    CLICKHOUSE_URL may carry them) hidden: a configuration printed in a log shows no secret."""
+    shown = ", ".join(f"{f.name}={redact_url(repr(getattr(section, f.name)))}"
+                      for f in dataclasses.fields(section) if f.repr)
+    return f"{type(section).__name__}({shown})"
+
+
 SECTIONS = {"kafka": KafkaConfig, "detection": DetectionConfig, "store": StoreConfig, "job": JobConfig,
             "live": LiveConfig, "grafana": GrafanaConfig, "report": ReportConfig, "alerts": AlertConfig}
+for _section in SECTIONS.values():
+    _section.__repr__ = _repr_without_secrets
 
 
 def _parse(f: dataclasses.Field, raw: str):

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 
-from config import PROJECT_DIR, StoreConfig
+from config import PROJECT_DIR, StoreConfig, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ TABLE_COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
     "schema_migrations": (("version", pa.string()), ("checksum", pa.string()), ("statements", pa.uint32())),
 }
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
 
 class StoreError(RuntimeError):
@@ -261,9 +261,8 @@ def client_settings(config: StoreConfig) -> dict:
     return settings
 
 
-def redacted(url: str) -> str:
-    """A URL without the password it may carry (user:password@host), for logs and errors."""
-    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
+# A URL without the password it may carry (user:password@host), for logs and errors.
+redacted = redact_url
 
 
 def open_store(config: StoreConfig) -> Store:
