@@ -268,6 +268,15 @@ def corpus(seed: int = 8) -> list[Hostile]:
 
 
 # Mixing into real traffic -----------------------------------------------------------------------
+def real_traffic() -> dict[str, list[dict]]:
+    """The project's real trades, websocket-shaped: 1,000 ETHUSDT (2023) and 5,000 XRPETH (2019)."""
+    from producer.sources import read_any
+    from tests.conftest import sample_path
+
+    return {"ETHUSDT": [json.loads(r.message) for r in read_any(sample_path("ETHUSDT-trades-2023-02-02.csv"))],
+            "XRPETH": [json.loads(r.message) for r in read_any(sample_path("XRPETH-trades-2019-10-11.csv"))]}
+
+
 @dataclass
 class Mixed:
     partitions: list[list[tuple[bytes | None, bytes]]]       # per partition: (key, value) in order

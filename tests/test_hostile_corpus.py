@@ -1,16 +1,13 @@
 """The hostile corpus (tests/hostile.py) against the parser: every message gets the outcome and the
 reason kind the corpus says, and the mix into real traffic says exactly what the job must store."""
 import collections
-import json
 
 import pytest
 
 from flink_jobs.features.symbol_state import SymbolState
 from flink_jobs.trades import (MAX_DEAD_LETTER_CHARS, InvalidTrade, dead_letter_raw, parse_trade,
                                reason_kind)
-from producer.sources import read_any
 from tests import hostile
-from tests.conftest import sample_path
 
 ACCEPTS = {"ETHUSDT", "XRPETH"}.__contains__
 # The classes of hostile input issue 8 names, as the corpus calls them.
@@ -25,14 +22,9 @@ def corpus():
     return hostile.corpus()
 
 
-def real_traffic() -> dict:
-    return {"ETHUSDT": [json.loads(r.message) for r in read_any(sample_path("ETHUSDT-trades-2023-02-02.csv"))],
-            "XRPETH": [json.loads(r.message) for r in read_any(sample_path("XRPETH-trades-2019-10-11.csv"))]}
-
-
 @pytest.fixture(scope="module")
 def mix(corpus):
-    return hostile.mixed(real_traffic(), corpus)
+    return hostile.mixed(hostile.real_traffic(), corpus)
 
 
 def test_the_corpus_is_large_deterministic_unique_and_covers_every_class(corpus):

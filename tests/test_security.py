@@ -50,7 +50,7 @@ SECRET_SHAPES = {
 SECRET_KEY = re.compile(r"(?i)^\s*-?\s*([\w.]*(?:password|secret|token|api_?key|webhook)[\w.]*)\s*[:=]\s*(.*?)\s*$")
 PLACEHOLDER = re.compile(r"^(?:|REPLACE_ME|\"\"|''|\$\{[A-Z_]+(?::?[-?][^}]*)?\}|<[^>]+>|\*\*\*)$")
 # Fake credentials the tests use on purpose, in URLs (the shape check above would flag them).
-TEST_URL_CREDENTIALS = ("reader:s3cret@", "admin:s3cret@", "user:pw@")
+TEST_URL_CREDENTIALS = ("reader:s3cret@", "admin:s3cret@", "user:pw@", "ch:pw-in-url-Secret-4242@")
 
 
 def secrets_in(name: str, text: str) -> list[str]:
@@ -122,16 +122,15 @@ SQL_WORDS = re.compile(r"\b(SELECT|INSERT|ALTER|CREATE|DROP|GRANT|REVOKE|DELETE|
                        r"USE|SYSTEM|SET|SHOW|DESCRIBE|EXCHANGE|ATTACH|DETACH|KILL)\b")
 # Every place that formats text into SQL, and why what it formats in is not a value from outside.
 # A new one fails the test until it is listed here with its reason (or, better, uses parameters).
+# Not found by this scan, and checked below instead: migrate.render_users fills the {{placeholders}}
+# of sql/users/ with a checked identifier and SHA-256 hex digests (DDL takes no parameters).
 ALLOWED_INTERPOLATIONS = {
     ("flink_jobs/store.py", "self.database"): "identifier, checked_identifier() at construction, backquoted",
     ("flink_jobs/store.py", "table"): "a key of TABLE_COLUMNS (insert() looks it up there first), backquoted",
     ("flink_jobs/store.py", "names"): "column names of the Arrow table built from TABLE_COLUMNS",
     ("flink_jobs/migrate.py", "store.database"): "identifier, checked_identifier() when the Store was built",
-    ("flink_jobs/migrate.py", "int(cfg.trades_ttl_days)"): "an int from validated config (0..36500)",
-    ("flink_jobs/migrate.py", "int(cfg.bars_1s_ttl_days)"): "an int from validated config (0..36500)",
     ("flink_jobs/migrate.py", "table"): "a key of desired_ttls(): 'trades' or 'bars'",
-    ("flink_jobs/migrate.py", "wanted"): "a TTL expression built by desired_ttls() from validated ints",
-    ("flink_jobs/migrate.py", "checked_identifier(database)"): "identifier, checked, backquoted (sql/users)",
+    ("flink_jobs/migrate.py", "wanted"): "a TTL expression desired_ttls() builds from int() of validated days",
     ("flink_jobs/summary.py", "cfg.store.database"): "printed for a person to copy (how_to_query), not run",
     ("flink_jobs/summary.py", "where"): "printed for a person to copy: the chdb.connect() call, not SQL",
 }
@@ -192,7 +191,7 @@ def test_sql_takes_values_as_parameters_and_formats_in_only_checked_identifiers_
         found |= set(sql_interpolations(name, text_of(name)))
     unexplained = sorted(found - set(ALLOWED_INTERPOLATIONS))
     assert not unexplained, f"values formatted into SQL (use {{name:Type}} parameters): {unexplained}"
-    assert len(found) >= 6       # the scan does see the store's and the migrations' identifiers
+    assert found >= set(ALLOWED_INTERPOLATIONS), f"stale entries: {set(ALLOWED_INTERPOLATIONS) - found}"
 
 
 def test_the_identifiers_formatted_into_sql_are_refused_when_they_are_not_plain():

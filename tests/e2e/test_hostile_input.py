@@ -5,7 +5,6 @@ every real or hostile-but-valid trade once by (symbol, trade id), every bad mess
 letter of the expected stage and reason kind (parse-stage ones found by their raw text, the
 megabyte ones cut as operators.dead_letter cuts them), and nothing else."""
 import collections
-import json
 import os
 import time
 
@@ -17,18 +16,10 @@ from flink_jobs.store import open_store
 from flink_jobs.trades import MAX_DEAD_LETTER_CHARS, dead_letter_raw, reason_kind
 from producer.kafka_settings import producer_settings
 from producer.publisher import create_topic
-from producer.sources import read_any
 from tests import hostile
-from tests.conftest import sample_path
 from tests.e2e.conftest import BOOTSTRAP, read_report, run_python, stack_env, unique
 
 pytestmark = pytest.mark.e2e
-
-
-def real_traffic() -> dict:
-    """The project's real trades: 1,000 ETHUSDT (2023) and 5,000 XRPETH (2019), websocket-shaped."""
-    return {"ETHUSDT": [json.loads(r.message) for r in read_any(sample_path("ETHUSDT-trades-2023-02-02.csv"))],
-            "XRPETH": [json.loads(r.message) for r in read_any(sample_path("XRPETH-trades-2019-10-11.csv"))]}
 
 
 def produce(cfg: config.AppConfig, mix: hostile.Mixed) -> int:
@@ -60,7 +51,7 @@ def stored(chdb_path: str) -> dict:
 def test_the_job_survives_the_hostile_corpus_in_real_traffic_and_accounts_for_every_message(
         kafka_broker, trained_model, tmp_path):
     corpus = hostile.corpus()
-    mix = hostile.mixed(real_traffic(), corpus)
+    mix = hostile.mixed(hostile.real_traffic(), corpus)
     chdb_path = str(tmp_path / "chdb")
     env = stack_env(KAFKA_BOOTSTRAP_SERVERS=BOOTSTRAP, KAFKA_TOPIC=unique("e2e-hostile"), CHDB_PATH=chdb_path,
                     SYMBOLS="ETHUSDT,XRPETH", ZSCORE_THRESHOLDS="ETHUSDT=3.5,XRPETH=4.0",
