@@ -147,12 +147,12 @@ def _positive_number(payload: dict, key: str) -> float:
     except (ValueError, OverflowError):  # OverflowError: a JSON integer beyond float's range
         raise InvalidTrade(f"{name} is not a number", f"{str(value)[:40]!r}") from None
     if not math.isfinite(number):
-        raise InvalidTrade(f"{name} is not finite", f"{value!r}")
+        raise InvalidTrade(f"{name} is not finite", f"{str(value)[:40]!r}")
     if isinstance(value, str) and not DECIMAL.match(value):
         # float() also takes ' 1', '1_000' and '١': not what an exchange sends
         raise InvalidTrade(f"{name} is not a number", f"{value[:40]!r} is not a plain decimal")
     if number <= 0:
-        raise InvalidTrade(f"{name} must be positive", f"got {value!r}")
+        raise InvalidTrade(f"{name} must be positive", f"got {str(value)[:40]!r}")
     if number > MAX_DECIMAL:
         raise InvalidTrade(f"{name} is too large", f"{number:g} (limit {MAX_DECIMAL:g})")
     return number
