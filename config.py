@@ -22,7 +22,15 @@ LIB_DIR = os.environ.get("LIB_DIR", os.path.join(RUN_DIR, "lib"))  # jars fetche
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")
 DEFAULT_THRESHOLDS = "BTCUSDT=3.5,ETHUSDT=3.5,BNBUSDT=4.0,SOLUSDT=3.0,XRPUSDT=3.5"
 METHODS = ("zscore", "iforest", "combined")
-SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,30}$")
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,30}\Z")   # \Z: '$' would also match before a final newline
+
+
+_URL_PASSWORD = re.compile(r"//([^:/@\s]+):[^@/\s]*@")
+
+
+def redact_url(text: str) -> str:
+    """The text with the password of every user:password@ in a URL replaced by ***."""
+    return _URL_PASSWORD.sub(r"//\1:***@", text)
 
 
 class ConfigError(ValueError):
@@ -72,6 +80,15 @@ class KafkaConfig:
         "KAFKA_DELIVERY_TIMEOUT_MS", 120_000,
         "How long a message may wait for the broker (retries included) before it counts as lost",
         minimum=1000, maximum=3_600_000)
+    max_message_bytes: int = setting(
+        "KAFKA_MAX_MESSAGE_BYTES", 1024 * 1024,
+        "Largest Kafka message: the producer's max_request_size, max.message.bytes of topics it creates, "
+        "and the job consumer's max.partition.fetch.bytes", minimum=1024, maximum=64 * 1024 * 1024)
+    fetch_max_bytes: int = setting(
+        "KAFKA_FETCH_MAX_BYTES", 16 * 1024 * 1024,
+        "Most bytes one fetch of the job's Kafka consumer returns (fetch.max.bytes); with the source's "
+        "queue of two fetches it bounds the records in flight per source subtask", minimum=1024,
+        maximum=1024 * 1024 * 1024)
     security_protocol: str = setting(
         "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (Confluent Cloud: SASL_SSL)",
         choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
@@ -135,10 +152,14 @@ class DetectionConfig:
 class StoreConfig:
     clickhouse_url: str = setting(
         "CLICKHOUSE_URL", "",
-        "ClickHouse server, e.g. https://host:8443; empty = embedded chDB at CHDB_PATH")
+        "ClickHouse server, e.g. https://host:8443 (https:// = TLS); empty = embedded chDB at CHDB_PATH")
     database: str = setting("CLICKHOUSE_DATABASE", "crypto", "Database holding the tables of sql/")
     user: str = setting("CLICKHOUSE_USER", "default", "ClickHouse user (server backend)")
     password: str = setting("CLICKHOUSE_PASSWORD", "", "ClickHouse password (server backend)", secret=True)
+    verify: bool = setting(
+        "CLICKHOUSE_VERIFY", True, "Verify the server's TLS certificate and host name (https:// URLs)")
+    ca_cert: str = setting(
+        "CLICKHOUSE_CA_CERT", "", "CA bundle (PEM) that signs the server's certificate; empty = the system's")
     chdb_path: str = setting(
         "CHDB_PATH", os.path.join(RUN_DIR, "data", "chdb"),
         "Directory of the embedded store; one process may own it at a time")
@@ -168,6 +189,11 @@ class StoreConfig:
     @property
     def backend(self) -> str:
         return "clickhouse" if self.clickhouse_url else "chdb"
+
+    @property
+    def secure(self) -> bool:
+        """TLS to the server: the URL's scheme decides, so there is one switch, not two that can disagree."""
+        return self.clickhouse_url.startswith("https://")
 
 
 @dataclass(frozen=True)
@@ -228,6 +254,10 @@ class LiveConfig:
     max_streams_per_connection: int = setting(
         "WS_MAX_STREAMS_PER_CONNECTION", 200, "Streams per websocket connection (Binance allows 1024)",
         minimum=1, maximum=1024)
+    max_message_bytes: int = setting(
+        "WS_MAX_MESSAGE_BYTES", 1024 * 1024,
+        "Largest websocket message (a frame, or fragments joined); a larger one closes the connection "
+        "before it is read (a trade frame is about 250 bytes)", minimum=1024, maximum=64 * 1024 * 1024)
     ping_interval_s: float = setting(
         "WS_PING_INTERVAL_S", 20.0, "Seconds between the client's own pings", minimum=0.05, maximum=600.0)
     ping_timeout_s: float = setting(
@@ -261,6 +291,10 @@ class LiveConfig:
         "backfill is abandoned", minimum=1, maximum=1_000_000)
     rest_timeout_s: float = setting(
         "BINANCE_REST_TIMEOUT_S", 5.0, "Timeout of each REST request", minimum=0.1, maximum=120.0)
+    rest_max_bytes: int = setting(
+        "BINANCE_REST_MAX_BYTES", 32 * 1024 * 1024,
+        "Largest REST answer read (exchangeInfo, the largest, is a few MB); a larger one is an error",
+        minimum=1024, maximum=1024 * 1024 * 1024)
     metrics_port: int = setting(
         "LIVE_METRICS_PORT", 9108, "Port of /metrics, /healthz and /readyz; 0 = off", minimum=0, maximum=65535)
     stats_interval_s: float = setting(
@@ -381,8 +415,18 @@ class AppConfig:
     alerts: AlertConfig = field(default_factory=AlertConfig)
 
 
+def _repr_without_secrets(section) -> str:
+    """The dataclass repr, secret fields left out (repr=False), and passwords inside URLs (as a
+    CLICKHOUSE_URL may carry them) hidden: a configuration printed in a log shows no secret."""
+    shown = ", ".join(f"{f.name}={redact_url(repr(getattr(section, f.name)))}"
+                      for f in dataclasses.fields(section) if f.repr)
+    return f"{type(section).__name__}({shown})"
+
+
 SECTIONS = {"kafka": KafkaConfig, "detection": DetectionConfig, "store": StoreConfig, "job": JobConfig,
             "live": LiveConfig, "grafana": GrafanaConfig, "report": ReportConfig, "alerts": AlertConfig}
+for _section in SECTIONS.values():
+    _section.__repr__ = _repr_without_secrets
 
 
 def _parse(f: dataclasses.Field, raw: str):
@@ -476,7 +520,20 @@ def _validate_kafka(k: KafkaConfig) -> KafkaConfig:
                           "KAFKA_SASL_PASSWORD")
     if k.ssl_cafile and not os.path.isfile(k.ssl_cafile):
         raise ConfigError(f"KAFKA_SSL_CAFILE={k.ssl_cafile!r}: no such file")
+    if k.fetch_max_bytes < k.max_message_bytes:
+        raise ConfigError(f"KAFKA_FETCH_MAX_BYTES={k.fetch_max_bytes}: must not be below "
+                          f"KAFKA_MAX_MESSAGE_BYTES={k.max_message_bytes}")
     return k
+
+
+def _validate_store(s: StoreConfig) -> StoreConfig:
+    if s.clickhouse_url and not s.clickhouse_url.startswith(("http://", "https://")):
+        raise ConfigError("CLICKHOUSE_URL: must start with http:// or https:// (https:// for TLS)")
+    if s.ca_cert and not s.secure:
+        raise ConfigError("CLICKHOUSE_CA_CERT: set, but CLICKHOUSE_URL is not https:// (no TLS to verify)")
+    if s.ca_cert and not os.path.isfile(s.ca_cert):
+        raise ConfigError(f"CLICKHOUSE_CA_CERT={s.ca_cert!r}: no such file")
+    return s
 
 
 def _validate_live(v: LiveConfig) -> LiveConfig:
@@ -539,6 +596,7 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Mapping[str, obj
                 for name, cls in SECTIONS.items()}
     sections["detection"] = _validate_detection(sections["detection"])
     sections["kafka"] = _validate_kafka(sections["kafka"])
+    sections["store"] = _validate_store(sections["store"])
     sections["live"] = _validate_live(sections["live"])
     sections["grafana"] = _validate_grafana(sections["grafana"])
     sections["alerts"] = _validate_alerts(sections["alerts"])

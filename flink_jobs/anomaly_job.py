@@ -1,6 +1,6 @@
 """The streaming job: Kafka trades -> parse -> key by symbol -> rolling z-score -> ClickHouse.
 
-    Kafka source (raw JSON strings)
+    Kafka source (raw message bytes)
       -> ParseTrades            invalid messages -> dead letters (side output)
       -> event-time watermarks  (trade time, bounded out-of-orderness), key by symbol, in Java
       -> ScoreTrades            keyed state: rolling features; z-score and ONNX Isolation Forest in
@@ -185,16 +185,21 @@ def starting_offsets(name: str):
 
 
 def kafka_source(cfg: AppConfig):
-    from pyflink.common.serialization import SimpleStringSchema
+    from pyflink.common.serialization import ByteArraySchema
     from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer, KafkaSource
 
+    from producer.kafka_settings import job_consumer_properties
+
     starting = starting_offsets(cfg.kafka.starting_offsets)
+    # Raw bytes, not SimpleStringSchema: Java would replace bytes that are not UTF-8 and the job
+    # could accept a message that is not valid JSON; the parser decodes strictly and says why not.
     builder = (KafkaSource.builder()
                .set_bootstrap_servers(cfg.kafka.bootstrap_servers)
                .set_topics(cfg.kafka.topic)
                .set_group_id(cfg.kafka.group_id)
                .set_starting_offsets(starting)
-               .set_value_only_deserializer(SimpleStringSchema())
+               .set_value_only_deserializer(ByteArraySchema())
+               .set_properties(job_consumer_properties(cfg.kafka))   # TLS/SASL as the producer's, fetch sizes
                .set_property("commit.offsets.on.checkpoint", "true"))
     if cfg.job.bounded:
         builder = builder.set_bounded(KafkaOffsetsInitializer.latest())

@@ -24,7 +24,7 @@ from flink_jobs.detectors.base import Anomaly
 from flink_jobs.detectors.methods import Cooldown, candidates, score_batch
 from flink_jobs.detectors.zscore import ZScoreDetector
 from flink_jobs.features.symbol_state import SymbolState, TradeFeatures, observe
-from flink_jobs.trades import InvalidTrade, Trade, parse_trade
+from flink_jobs.trades import InvalidTrade, Trade, dead_letter_raw, parse_trade
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,6 @@ KEYED_TRADE_TYPE = Types.ROW([Types.STRING(), Types.PICKLED_BYTE_ARRAY()])
 PARSED_TYPE = Types.TUPLE([KEYED_TRADE_TYPE, Types.LONG()])
 # Event-time timers at this instant fire only on the final watermark of a bounded input.
 END_OF_INPUT = 2**63 - 1
-# Raw messages are kept whole up to this size; longer ones are cut and the cut is said in the reason.
-MAX_DEAD_LETTER_CHARS = 64 * 1024
-
-
 def batch(table: str, rows: list) -> tuple:
     """The record the store sink takes: one table's rows, inserted together."""
     return table, rows
@@ -53,12 +49,8 @@ def single(record: tuple) -> tuple:
 
 
 def dead_letter(stage: str, reason: str, raw, symbol: str = "", trade_id: int = -1) -> tuple:
-    """A ("dead_letters", row) pair; the raw message is kept as text."""
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8", errors="backslashreplace")
-    if len(raw) > MAX_DEAD_LETTER_CHARS:
-        reason = f"{reason} [raw message cut from {len(raw)} to {MAX_DEAD_LETTER_CHARS} characters]"
-        raw = raw[:MAX_DEAD_LETTER_CHARS]
+    """A ("dead_letters", row) pair; the raw message is kept as text, cut when it is huge."""
+    raw, reason = dead_letter_raw(raw, reason)
     return "dead_letters", (stage, reason, raw, symbol, trade_id, int(time.time() * 1000))
 
 
@@ -115,7 +107,8 @@ class FlushTimers:
 
 
 class ParseTrades(ProcessFunction):
-    """Raw Kafka message -> (Trade, trade time ms); anything invalid -> DEAD_LETTERS with its reason."""
+    """Raw message (bytes from Kafka, text from files) -> (Trade, trade time ms); anything invalid ->
+    DEAD_LETTERS with its reason."""
 
     def __init__(self, detection: DetectionConfig):
         self.detection = detection
@@ -189,7 +182,7 @@ class ScoreTrades(KeyedProcessFunction):
         state = self.symbol_state.value() or SymbolState(self.detection.window_size)
         if state.is_replay_of_seen_trade(trade):
             self.repeats.inc()
-            reason = f"repeated or out-of-order trade id {trade.trade_id} (last seen {state.last_trade_id})"
+            reason = f"repeated or out-of-order trade id: {trade.trade_id} (last seen {state.last_trade_id})"
             yield single(dead_letter("detect", reason, repr(tuple(trade)), trade.symbol, trade.trade_id))
             return
         features = observe(state, trade)

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 
-from config import PROJECT_DIR, StoreConfig
+from config import PROJECT_DIR, StoreConfig, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ TABLE_COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
     "schema_migrations": (("version", pa.string()), ("checksum", pa.string()), ("statements", pa.uint32())),
 }
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
 
 class StoreError(RuntimeError):
@@ -223,8 +223,7 @@ class ServerStore(Store):
         from clickhouse_connect.driver.exceptions import ClickHouseError
 
         try:
-            self._client = clickhouse_connect.get_client(
-                dsn=config.clickhouse_url, username=config.user, password=config.password)
+            self._client = clickhouse_connect.get_client(**client_settings(config))
         except ClickHouseError as error:
             raise StoreError(f"cannot reach ClickHouse at CLICKHOUSE_URL={redacted(config.clickhouse_url)}: "
                              f"{str(error).split(' (Caused')[0][:200]}") from None
@@ -249,9 +248,21 @@ class ServerStore(Store):
         self._client.insert_arrow(table, data, database=self.database)
 
 
-def redacted(url: str) -> str:
-    """A URL without the password it may carry (user:password@host), for logs and errors."""
-    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
+def client_settings(config: StoreConfig) -> dict:
+    """Keyword arguments of clickhouse_connect.get_client. The interface is given, not left to the
+    DSN: clickhouse-connect reads only host, port, user, password and database from a DSN and picks
+    TLS by port (443, 8443), so https://host:9443 or https://host would have gone out in plain HTTP."""
+    settings = {"dsn": config.clickhouse_url, "username": config.user, "password": config.password,
+                "interface": "https" if config.secure else "http", "secure": config.secure}
+    if config.secure:
+        settings["verify"] = config.verify
+        if config.ca_cert:
+            settings["ca_cert"] = config.ca_cert
+    return settings
+
+
+# A URL without the password it may carry (user:password@host), for logs and errors.
+redacted = redact_url
 
 
 def open_store(config: StoreConfig) -> Store:

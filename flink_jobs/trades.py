@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from typing import Callable, NamedTuple
 
@@ -23,10 +24,35 @@ EARLIEST_TRADE_MS = 1_498_867_200_000
 MAX_FUTURE_MS = 24 * 3600 * 1000
 # Above this a timestamp is in microseconds (Binance public data since 2025): ms now are ~1.7e12.
 MICROSECONDS_ABOVE = 100_000_000_000_000
+# A trade message is two levels deep (the combined-stream envelope and the trade); deeper nesting is
+# hostile, and beyond about 1,000 levels Python's JSON decoder raises RecursionError.
+MAX_JSON_DEPTH = 8
+_STRUCTURE = re.compile(r'["\\\[\]{}]')
+# Trade ids are stored as UInt64 (trades) and Int64 (dead letters): a larger one would fail the insert.
+MAX_TRADE_ID = 2**63 - 1
+# Prices and quantities above this are not trades (the largest real ones are about 1e11 units of a
+# meme coin); it also keeps price * qty and the rolling sums of squares far from overflow.
+MAX_DECIMAL = 1e15
+# Dead letters keep a raw message whole up to this size; a longer one is cut, and its reason says so.
+MAX_DEAD_LETTER_CHARS = 64 * 1024
+# What an exchange sends as a decimal string: digits, an optional fraction and exponent.
+DECIMAL = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
 
 
 class InvalidTrade(ValueError):
-    """The message is not a valid trade; str(error) is the dead-letter reason."""
+    """The message is not a valid trade; str(error) is the dead-letter reason, "<kind>: <detail>".
+
+    The kind (the reason up to its first colon, what dashboards and sql/queries/dead_letters_by_reason.sql
+    group by) is one of a fixed set of phrases; the detail names the offending value."""
+
+    def __init__(self, kind: str, detail: str = ""):
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
+
+
+def reason_kind(reason: str) -> str:
+    """The kind of a dead-letter reason (as the SQL's splitByChar(':', reason)[1])."""
+    return reason.split(":", 1)[0]
 
 
 class Trade(NamedTuple):
@@ -39,25 +65,103 @@ class Trade(NamedTuple):
     is_buyer_maker: bool
 
 
-def _positive_number(payload: dict, key: str, name: str) -> float:
-    value = payload.get(key)
+# Names of the fields in reasons; values elsewhere in a message are "a value".
+FIELD_NAMES = {"s": "symbol (s)", "t": "trade id (t)", "p": "price (p)", "q": "quantity (q)", "T": "trade time (T)",
+               "E": "event time (E)", "m": "buyer-is-maker flag (m)"}
+
+
+def _field_name(path: tuple) -> str:
+    if path[:1] == ("data",) and len(path) == 2:
+        path = path[1:]  # inside the combined-stream envelope
+    return FIELD_NAMES.get(path[0], "a value") if len(path) == 1 else "a value"
+
+
+def _nesting_depth(text: str) -> int:
+    """How deeply objects and arrays nest in the text, brackets inside strings not counted; one
+    linear pass over the quotes, backslashes and brackets, so json.loads never meets deep nesting."""
+    depth = deepest = 0
+    in_string, escaped_at = False, -1
+    for token in _STRUCTURE.finditer(text):
+        char, at = token.group(), token.start()
+        if in_string:
+            if at == escaped_at:
+                continue
+            if char == "\\":
+                escaped_at = at + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _check_finite(payload) -> None:
+    """Refuses non-finite numbers anywhere in the message: NaN and Infinity are not JSON (RFC 8259),
+    and 1e999 parses to infinity."""
+    stack = [(payload, ())] if isinstance(payload, (dict, list)) else []
+    while stack:
+        node, path = stack.pop()
+        for key, item in (node.items() if isinstance(node, dict) else enumerate(node)):
+            if isinstance(item, (dict, list)):
+                stack.append((item, path + (key,)))
+            elif isinstance(item, float) and not math.isfinite(item):
+                where = path + (key,)
+                raise InvalidTrade(f"{_field_name(where)} is not finite",
+                                   f"{item!r} at {'.'.join(str(k) for k in where)[:80]}")
+
+
+def load_json(raw: str | bytes):
+    """One message from the network, decoded with every bound checked before the next step:
+    its size, then strict UTF-8 (bytes), then nesting, then JSON, then finiteness."""
+    if len(raw) > MAX_MESSAGE_CHARS:
+        unit = "bytes" if isinstance(raw, (bytes, bytearray)) else "characters"
+        raise InvalidTrade("message too large", f"{len(raw)} {unit} (limit {MAX_MESSAGE_CHARS})")
+    if isinstance(raw, (bytes, bytearray)):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InvalidTrade("not UTF-8", str(error)) from None
+    if raw.count("[") + raw.count("{") > MAX_JSON_DEPTH and _nesting_depth(raw) > MAX_JSON_DEPTH:
+        raise InvalidTrade("nested too deep", f"more than {MAX_JSON_DEPTH} levels of objects and arrays")
+    try:
+        payload = json.loads(raw)
+    except RecursionError:   # not reached after the depth check; a last guard, as the decoder recurses
+        raise InvalidTrade("nested too deep", "beyond the JSON decoder's recursion limit") from None
+    except ValueError as error:
+        raise InvalidTrade("malformed JSON", str(error)) from None
+    _check_finite(payload)
+    return payload
+
+
+def _positive_number(payload: dict, key: str) -> float:
+    name, value = FIELD_NAMES[key], payload.get(key)
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise InvalidTrade(f"{name} ({key}) must be a decimal string or number, got {type(value).__name__}")
+        raise InvalidTrade(f"{name} must be a decimal string or number", f"got {type(value).__name__}")
     try:
         number = float(value)
-    except ValueError:
-        raise InvalidTrade(f"{name} ({key}) is not a number: {str(value)[:40]!r}") from None
+    except (ValueError, OverflowError):  # OverflowError: a JSON integer beyond float's range
+        raise InvalidTrade(f"{name} is not a number", f"{str(value)[:40]!r}") from None
     if not math.isfinite(number):
-        raise InvalidTrade(f"{name} ({key}) is not finite: {value!r}")
+        raise InvalidTrade(f"{name} is not finite", f"{str(value)[:40]!r}")
+    if isinstance(value, str) and not DECIMAL.match(value):
+        # float() also takes ' 1', '1_000' and '١': not what an exchange sends
+        raise InvalidTrade(f"{name} is not a number", f"{value[:40]!r} is not a plain decimal")
     if number <= 0:
-        raise InvalidTrade(f"{name} ({key}) must be positive, got {value!r}")
+        raise InvalidTrade(f"{name} must be positive", f"got {str(value)[:40]!r}")
+    if number > MAX_DECIMAL:
+        raise InvalidTrade(f"{name} is too large", f"{number:g} (limit {MAX_DECIMAL:g})")
     return number
 
 
-def _integer(payload: dict, key: str, name: str) -> int:
+def _integer(payload: dict, key: str) -> int:
     value = payload.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidTrade(f"{name} ({key}) must be an integer, got {type(value).__name__}")
+        raise InvalidTrade(f"{FIELD_NAMES[key]} must be an integer", f"got {type(value).__name__}")
     return value
 
 
@@ -66,49 +170,58 @@ def normalize_epoch_ms(value: int) -> int:
     return value // 1000 if value >= MICROSECONDS_ABOVE else value
 
 
-def _timestamp_ms(payload: dict, key: str, name: str, now_ms: int) -> int:
-    ms = normalize_epoch_ms(_integer(payload, key, name))
+def _timestamp_ms(payload: dict, key: str, now_ms: int) -> int:
+    ms = normalize_epoch_ms(_integer(payload, key))
     if not EARLIEST_TRADE_MS <= ms <= now_ms + MAX_FUTURE_MS:
-        raise InvalidTrade(f"{name} ({key}) {payload[key]} is outside 2017-07-01 .. now+1 day")
+        raise InvalidTrade(f"{FIELD_NAMES[key]} is outside 2017-07-01 .. now+1 day", str(payload[key])[:40])
     return ms
 
 
 def parse_trade(raw: str | bytes, accepts_symbol: Callable[[str], bool], now_ms: int | None = None) -> Trade:
-    """Parses one raw message into a Trade, or raises InvalidTrade with the reason."""
-    if len(raw) > MAX_MESSAGE_CHARS:
-        raise InvalidTrade(f"message too large: {len(raw)} characters (limit {MAX_MESSAGE_CHARS})")
-    try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidTrade(f"malformed JSON: {error}") from None
+    """Parses one raw message (text, or bytes that must be UTF-8) into a Trade, or raises
+    InvalidTrade with the reason."""
+    payload = load_json(raw)
     if isinstance(payload, dict) and isinstance(payload.get("data"), dict) and "stream" in payload:
         payload = payload["data"]
     if not isinstance(payload, dict):
-        raise InvalidTrade(f"not a JSON object but {type(payload).__name__}")
+        raise InvalidTrade("not a JSON object", f"got {type(payload).__name__}")
     event_type = payload.get("e", "trade")
     if event_type != "trade":
-        raise InvalidTrade(f"unsupported event type {str(event_type)[:40]!r}")
+        raise InvalidTrade("unsupported event type", f"{str(event_type)[:40]!r}")
     missing = [key for key in ("s", "t", "p", "q", "T", "m") if key not in payload]
     if missing:
-        raise InvalidTrade(f"missing fields: {', '.join(missing)}")
+        raise InvalidTrade("missing fields", ", ".join(missing))
 
     symbol = payload["s"]
     if not isinstance(symbol, str) or not SYMBOL_PATTERN.match(symbol):
-        raise InvalidTrade(f"symbol (s) is not a symbol: {str(symbol)[:40]!r}")
+        raise InvalidTrade("symbol (s) is not a symbol", f"{str(symbol)[:40]!r}")
     if not accepts_symbol(symbol):
-        raise InvalidTrade(f"unknown symbol {symbol}")
-    trade_id = _integer(payload, "t", "trade id")
+        raise InvalidTrade("unknown symbol", symbol)
+    trade_id = _integer(payload, "t")
     if trade_id < 0:
-        raise InvalidTrade(f"trade id (t) must not be negative, got {trade_id}")
-    price = _positive_number(payload, "p", "price")
-    qty = _positive_number(payload, "q", "quantity")
+        raise InvalidTrade("trade id (t) must not be negative", str(trade_id))
+    if trade_id > MAX_TRADE_ID:
+        raise InvalidTrade("trade id (t) is too large", f"{str(trade_id)[:40]} (limit {MAX_TRADE_ID})")
+    price = _positive_number(payload, "p")
+    qty = _positive_number(payload, "q")
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    trade_time = _timestamp_ms(payload, "T", "trade time", now_ms)
-    event_time = _timestamp_ms(payload, "E", "event time", now_ms) if "E" in payload else trade_time
+    trade_time = _timestamp_ms(payload, "T", now_ms)
+    event_time = _timestamp_ms(payload, "E", now_ms) if "E" in payload else trade_time
     maker = payload["m"]
     if not isinstance(maker, bool):
-        raise InvalidTrade(f"buyer-is-maker flag (m) must be true or false, got {type(maker).__name__}")
+        raise InvalidTrade("buyer-is-maker flag (m) must be true or false", f"got {type(maker).__name__}")
     return Trade(symbol, trade_id, price, qty, trade_time, event_time, maker)
+
+
+def dead_letter_raw(raw: str | bytes, reason: str) -> tuple[str, str]:
+    """(raw, reason) as a dead letter keeps them: bytes as text (what is not UTF-8 as \\x escapes),
+    cut to MAX_DEAD_LETTER_CHARS characters, the reason then saying so."""
+    if isinstance(raw, (bytes, bytearray)):
+        raw = bytes(raw).decode("utf-8", errors="backslashreplace")
+    if len(raw) > MAX_DEAD_LETTER_CHARS:
+        reason = f"{reason} [raw message cut from {len(raw)} to {MAX_DEAD_LETTER_CHARS} characters]"
+        raw = raw[:MAX_DEAD_LETTER_CHARS]
+    return raw, reason
 
 
 def to_message(trade: Trade) -> dict:

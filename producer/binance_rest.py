@@ -25,9 +25,10 @@ class RestError(RuntimeError):
 
 
 class BinanceRest:
-    def __init__(self, base_url: str, timeout_s: float = 5.0):
+    def __init__(self, base_url: str, timeout_s: float = 5.0, max_bytes: int = 32 * 1024 * 1024):
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.max_bytes = max_bytes
 
     def _get(self, path: str, **params) -> object:
         url = f"{self.base_url}{path}"
@@ -35,8 +36,11 @@ class BinanceRest:
             url += "?" + urllib.parse.urlencode(params)
         try:
             with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
-                return json.loads(response.read())
-        except (urllib.error.URLError, OSError, ValueError) as error:
+                body = response.read(self.max_bytes + 1)   # never more than the bound into memory
+            if len(body) > self.max_bytes:
+                raise RestError(f"GET {url}: answer larger than BINANCE_REST_MAX_BYTES={self.max_bytes}")
+            return json.loads(body)
+        except (urllib.error.URLError, OSError, ValueError, RecursionError) as error:
             raise RestError(f"GET {url}: {error}") from None
 
     def trading_symbols(self, quote_asset: str | None = None) -> list[str]:

@@ -14,6 +14,12 @@ and drops a client that has not answered within a minute. So a BinanceConnection
 
 Frames go to on_frame(connection name, text) in the connection's own thread; the caller must not
 block there for long.
+
+websocket-client reads whatever length a frame header announces (up to 2**63 bytes) and joins
+continuation frames without limit, so each connection bounds both (`bound_message_size`): a
+message over WS_MAX_MESSAGE_BYTES closes the connection as soon as its header says so, before its
+payload is read, and reports an "oversize_message" event; the reconnect and the gap backfill
+follow as after any other close.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import time
 from typing import Callable
 
 import websocket
+from websocket import WebSocketPayloadException
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +62,42 @@ class Backoff:
         self.attempt = 0
 
 
+class MessageTooLarge(WebSocketPayloadException):
+    pass
+
+
+def bound_message_size(sock: websocket.WebSocket, max_bytes: int, on_oversize: Callable[[int], None]) -> None:
+    """Makes an open websocket-client socket refuse a frame, or fragments joined, of more than
+    max_bytes: the announced length is checked before the payload is read. websocket-client has
+    no such option, so its frame reader and fragment joiner are wrapped (version pinned, tested)."""
+    frames, fragments = sock.frame_buffer, sock.cont_frame
+    read_length, join = frames.recv_length, fragments.add
+
+    def refuse(size: int) -> None:
+        on_oversize(size)
+        raise MessageTooLarge(f"message of {size} bytes is over the limit of {max_bytes}")
+
+    def checked_length() -> None:
+        read_length()
+        if frames.length > max_bytes:
+            refuse(frames.length)
+
+    def checked_join(frame) -> None:
+        join(frame)
+        joined = fragments.cont_data[1] if fragments.cont_data else b""
+        if len(joined) > max_bytes:
+            fragments.cont_data = None
+            refuse(len(joined))
+
+    frames.recv_length = checked_length
+    fragments.add = checked_join
+
+
 class BinanceConnection(threading.Thread):
     def __init__(self, name: str, url: str, on_frame: Callable[[str, str], None], *,
                  ping_interval_s: float, ping_timeout_s: float, max_age_s: float, backoff: Backoff,
-                 on_event: Callable[[str, str, dict], None] = lambda name, event, info: None):
+                 on_event: Callable[[str, str, dict], None] = lambda name, event, info: None,
+                 max_message_bytes: int = 1024 * 1024):
         super().__init__(name=f"ws-{name}", daemon=True)
         self.conn_name = name
         self.url = url
@@ -67,6 +106,7 @@ class BinanceConnection(threading.Thread):
         self.ping_interval_s = ping_interval_s
         self.ping_timeout_s = ping_timeout_s
         self.max_age_s = max_age_s
+        self.max_message_bytes = max_message_bytes
         self.backoff = backoff
         self.delays: list[float] = []   # every reconnect delay chosen, in order
         self.connects = 0
@@ -117,7 +157,9 @@ class BinanceConnection(threading.Thread):
             app.close()
 
     # Callbacks (run in this connection's thread) -----------------------------------------------
-    def _on_open(self, _app) -> None:
+    def _on_open(self, app) -> None:
+        # Before the first frame is read: on_open runs right after the handshake, in this thread.
+        bound_message_size(app.sock, self.max_message_bytes, self._on_oversize)
         self.connects += 1
         self.is_open.set()
         self.on_event(self.conn_name, "open", {"url": self.url, "connects": self.connects})
@@ -125,6 +167,9 @@ class BinanceConnection(threading.Thread):
     def _on_message(self, _app, text: str) -> None:
         self._frames_this_connection += 1
         self.on_frame(self.conn_name, text)
+
+    def _on_oversize(self, size: int) -> None:
+        self.on_event(self.conn_name, "oversize_message", {"bytes": size, "limit": self.max_message_bytes})
 
     def _on_error(self, _app, error) -> None:
         self.on_event(self.conn_name, "error", {"error": repr(error)[:300]})

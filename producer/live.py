@@ -31,7 +31,7 @@ import time
 from typing import NamedTuple
 
 from config import AppConfig
-from flink_jobs.trades import InvalidTrade, parse_trade
+from flink_jobs.trades import InvalidTrade, dead_letter_raw, load_json, parse_trade
 from producer.backfill import Backfiller
 from producer.binance_rest import BinanceRest
 from producer.binance_ws import Backoff, BinanceConnection, stream_urls
@@ -54,12 +54,9 @@ class Item(NamedTuple):
 
 def decode_frame(raw: str, accepts) -> tuple[str, int, str]:
     """(symbol, trade id, message to publish) of a combined-stream trade frame, or InvalidTrade."""
-    try:
-        frame = json.loads(raw)
-    except ValueError as error:
-        raise InvalidTrade(f"malformed JSON: {error}") from None
+    frame = load_json(raw)      # bounded: size first, then JSON, nesting and finiteness
     if not isinstance(frame, dict) or not isinstance(frame.get("data"), dict) or "stream" not in frame:
-        raise InvalidTrade("not a combined-stream frame {\"stream\": ..., \"data\": {...}}")
+        raise InvalidTrade("not a combined-stream frame", "expected {\"stream\": ..., \"data\": {...}}")
     message = json.dumps(frame["data"], separators=(",", ":"))
     trade = parse_trade(message, accepts)      # the Flink job's own validation: what passes here, passes there
     return trade.symbol, trade.trade_id, message
@@ -83,7 +80,8 @@ class LiveProducer:
         self.connections = [
             BinanceConnection(f"c{i}", url, self.on_frame, ping_interval_s=self.live.ping_interval_s,
                               ping_timeout_s=self.live.ping_timeout_s, max_age_s=self.live.max_connection_age_s,
-                              backoff=Backoff(*backoff_args), on_event=self._on_connection_event)
+                              backoff=Backoff(*backoff_args), on_event=self._on_connection_event,
+                              max_message_bytes=self.live.max_message_bytes)
             for i, url in enumerate(stream_urls(self.live.ws_url, self.symbols, self.live.max_streams_per_connection))]
         self._stopping = threading.Event()
         self._abandon = threading.Event()   # set when a stop has waited long enough for Kafka
@@ -173,6 +171,7 @@ class LiveProducer:
     def _dead_letter(self, connection: str, raw: str, reason: str, received: float) -> None:
         self.metrics.inc("malformed_frames_total", connection=connection)
         log.warning("malformed frame connection=%s reason=%s frame=%.200s", connection, reason, raw)
+        raw, reason = dead_letter_raw(raw, reason)   # cut as the job cuts its dead letters: within Kafka's limit
         headers = [("reason", reason.encode()), ("connection", connection.encode()),
                    ("received_at", str(int(time.time() * 1000)).encode())]
         self._enqueue(Item("dead_letter", self.kafka.dead_letter_topic, None, raw.encode("utf-8", "replace"),
@@ -278,6 +277,8 @@ class LiveProducer:
             self.metrics.inc("reconnects_total", connection=connection, planned=str(info["aged_out"]).lower())
         elif event == "age_out":
             self.metrics.inc("planned_reconnects_total", connection=connection)
+        elif event == "oversize_message":
+            self.metrics.inc("oversize_messages_total", connection=connection)
         details = " ".join(f"{k}={v}" for k, v in info.items())
         level = logging.INFO if event in ("open", "reconnect_wait", "age_out") else logging.WARNING
         log.log(level, "websocket connection=%s event=%s %s", connection, event, details)
@@ -294,6 +295,7 @@ class LiveProducer:
                            ("dropped_total", "Messages dropped because the send queue stayed full (losses)"),
                            ("send_failed_total", "Messages Kafka did not take within the delivery timeout (losses)"),
                            ("reconnects_total", "Websocket reconnects"),
+                           ("oversize_messages_total", "Websocket messages over WS_MAX_MESSAGE_BYTES (connection closed unread)"),
                            ("sent_total", "Messages handed to the Kafka client"),
                            ("acked_total", "Messages acknowledged by Kafka")):
             m.describe(name, "counter", help)

@@ -27,7 +27,7 @@ def load_config(args):
 def run(args) -> int:
     cfg = load_config(args)
     log.info("kafka client settings: %s", redacted(producer_settings(cfg.kafka)))
-    rest = BinanceRest(cfg.live.rest_url, cfg.live.rest_timeout_s) if cfg.live.rest_url else None
+    rest = BinanceRest(cfg.live.rest_url, cfg.live.rest_timeout_s, cfg.live.rest_max_bytes) if cfg.live.rest_url else None
     symbols = resolve_symbols(cfg.detection.symbols, rest, cfg.live.quote_asset)
     if not symbols:
         log.error("no symbols to stream")

@@ -14,7 +14,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from config import KafkaConfig
-from producer.kafka_settings import admin_settings, producer_settings
+from producer.kafka_settings import admin_settings, producer_settings, topic_configs
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +38,12 @@ def create_topic(kafka: KafkaConfig, recreate: bool = False, timeout_s: float = 
                 pass
         deadline = time.monotonic() + timeout_s
         new_topic = NewTopic(topic, kafka.partitions, kafka.replication_factor,
-                             topic_configs={"retention.ms": str(kafka.retention_ms)})
+                             topic_configs=topic_configs(kafka))
         while True:
             try:
                 admin.create_topics([new_topic])
-                log.info("created topic %s with %d partitions, replication %d, retention.ms %d", topic,
-                         kafka.partitions, kafka.replication_factor, kafka.retention_ms)
+                log.info("created topic %s with %d partitions, replication %d, retention.ms %d, max.message.bytes %d",
+                         topic, kafka.partitions, kafka.replication_factor, kafka.retention_ms, kafka.max_message_bytes)
                 return
             except TopicAlreadyExistsError:
                 if not recreate:

@@ -6,6 +6,14 @@ import os
 import sys
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property-based tests (hypothesis): the same examples on every run in CI, and quick; "deep" for a
+# longer, random search by hand (HYPOTHESIS_PROFILE=deep).
+settings.register_profile("ci", max_examples=500, derandomize=True, deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("deep", max_examples=20_000, deadline=None, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(PROJECT_DIR, "producer", "samples")
@@ -21,6 +29,18 @@ def read_sample_trades(name: str) -> list[list[str]]:
     with open(sample_path(name), encoding="utf-8") as handle:
         rows = [row for row in csv.reader(handle) if row]
     return rows[1:] if rows[0][0] == "id" else rows
+
+
+def self_signed_certificate(folder) -> tuple[str, str]:
+    """(certificate, key) PEM files of a fresh self-signed certificate for 127.0.0.1 and localhost,
+    made with the openssl command; the certificate is its own CA."""
+    import subprocess
+
+    cert, key = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    return cert, key
 
 
 @pytest.fixture(scope="session")

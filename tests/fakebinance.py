@@ -11,6 +11,7 @@ the script `plan(index, path)` returns, a list of steps:
     ("silence",)              stop sending and stop answering pings, keep the socket open
     ("stay",)                 keep the connection open, answering pings, until the client leaves
     ("wait_event", event)     pause until the test sets this threading.Event
+    ("raw", b"bytes")         send these bytes as they are (hand-made frame headers, fragments)
 
 After the last step the connection stays as the last step left it.
 """
@@ -74,8 +75,8 @@ def exchange_info() -> dict:
 
 
 # WebSocket server ------------------------------------------------------------------------------
-def _frame(opcode: int, payload: bytes) -> bytes:
-    header = bytes([0x80 | opcode])
+def _frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    header = bytes([(0x80 if fin else 0) | opcode])
     n = len(payload)
     if n < 126:
         header += bytes([n])
@@ -215,6 +216,9 @@ class FakeBinanceWebSocket:
             pass
         elif kind == "wait_event":
             step[1].wait(120)
+        elif kind == "raw":
+            with conn.lock:
+                conn.sock.sendall(step[1])
 
     def close(self) -> None:
         self._running = False

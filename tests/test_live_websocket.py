@@ -7,10 +7,10 @@ import time
 import pytest
 
 from flink_jobs.trades import InvalidTrade
-from producer.binance_rest import BinanceRest, resolve_symbols
+from producer.binance_rest import BinanceRest, RestError, resolve_symbols
 from producer.binance_ws import Backoff, BinanceConnection, stream_urls
 from producer.live import decode_frame
-from tests.fakebinance import (FakeBinanceRest, FakeBinanceWebSocket, eth_trades, recorded_frames,
+from tests.fakebinance import (FakeBinanceRest, FakeBinanceWebSocket, _frame, eth_trades, recorded_frames,
                                recorded_trade_frames, trade_frame)
 
 
@@ -160,3 +160,39 @@ def test_backfill_pages_through_historical_trades_and_keeps_binance_strings():
     assert [t.trade_id for t in trades] == list(range(first + 10, first + 1000))
     assert sum("historicalTrades" in r for r in rest.requests) == 2   # 1,000 per request at most
     assert json.loads(trades[0].message)["p"] == eth_trades()[10]["price"]
+
+
+TEXT, CONT = 0x1, 0x0
+
+
+@pytest.mark.parametrize("oversize, reported", [
+    (_frame(TEXT, b"x" * 4096), 4096),                                       # one frame over the limit
+    (bytes([0x81, 127]) + (2**62).to_bytes(8, "big"), 2**62),                # a header alone, announcing 4 EiB
+    (_frame(TEXT, b"[" * 600, fin=False) + _frame(CONT, b"1" * 600, fin=False)
+     + _frame(CONT, b"]" * 600), 1200),                                      # fragments: refused at the second
+])
+def test_a_message_over_the_size_limit_closes_the_connection_unread_and_the_next_one_works(frames, oversize, reported):
+    rows = eth_trades()
+    server = FakeBinanceWebSocket(lambda i, path: [("raw", oversize), ("stay",)] if i == 0 else
+                                  [("frames", [trade_frame("ETHUSDT", rows[0])]), ("stay",)])
+    events = []
+    conn = connection(server.url, frames, max_message_bytes=1024, on_event=lambda *e: events.append(e))
+    try:
+        wait_until(lambda: frames)
+    finally:
+        conn.stop(), server.close()
+    assert [json.loads(f)["data"]["t"] for f in frames] == [rows[0]["id"]]   # the oversize one never arrived
+    oversize_events = [info for _, event, info in events if event == "oversize_message"]
+    assert oversize_events[0]["limit"] == 1024
+    assert oversize_events[0] == {"bytes": reported, "limit": 1024}
+    assert len(server.connections) == 2 and server.connections[0].closed_at is not None
+
+
+def test_a_rest_answer_over_the_size_limit_is_an_error_not_a_memory_spike():
+    rest = FakeBinanceRest({})
+    try:
+        with pytest.raises(RestError, match="answer larger than BINANCE_REST_MAX_BYTES=100000"):
+            BinanceRest(rest.url, max_bytes=100_000).trading_symbols()      # exchangeInfo is 131 KB here
+        assert len(BinanceRest(rest.url, max_bytes=200_000).trading_symbols()) > 1000
+    finally:
+        rest.close()

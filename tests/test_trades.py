@@ -1,8 +1,9 @@
 import json
+import re
 
 import pytest
 
-from flink_jobs.trades import MAX_MESSAGE_CHARS, InvalidTrade, Trade, parse_trade, to_message
+from flink_jobs.trades import MAX_MESSAGE_CHARS, InvalidTrade, Trade, parse_trade, reason_kind, to_message
 
 NOW_MS = 1_764_000_000_000  # fixed "now" for the time-range checks: 2025-11-24
 GOOD = {"e": "trade", "E": 1675329600140, "s": "ETHUSDT", "t": 1206419187, "p": "1666.80", "q": "26.062",
@@ -10,7 +11,7 @@ GOOD = {"e": "trade", "E": 1675329600140, "s": "ETHUSDT", "t": 1206419187, "p": 
 
 
 def parse(message, accepts=lambda s: s in ("ETHUSDT", "BTCUSDT")):
-    raw = message if isinstance(message, str) else json.dumps(message)
+    raw = message if isinstance(message, (str, bytes)) else json.dumps(message)
     return parse_trade(raw, accepts, now_ms=NOW_MS)
 
 
@@ -56,7 +57,7 @@ def test_to_message_round_trips():
     (json.dumps(with_(p=...)), "missing fields: p"),
     (json.dumps(with_(s=..., T=...)), "missing fields: s, T"),
     (json.dumps(with_(s=42)), "symbol"),
-    (json.dumps(with_(s="DOGEUSDT")), "unknown symbol DOGEUSDT"),
+    (json.dumps(with_(s="DOGEUSDT")), "unknown symbol: DOGEUSDT"),
     (json.dumps(with_(t="1206419187")), "trade id"),
     (json.dumps(with_(t=True)), "trade id"),
     (json.dumps(with_(t=-5)), "must not be negative"),
@@ -78,3 +79,40 @@ def test_to_message_round_trips():
 def test_invalid_messages_are_rejected_with_a_reason(raw, reason):
     with pytest.raises(InvalidTrade, match=reason):
         parse(raw)
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b'{"e": "trade", "s": "ETH\xffUSDT"}', "not UTF-8"),
+    ("[" * 5000 + "]" * 5000, "nested too deep: more than 8"),   # json.loads would raise RecursionError
+    ('{"e": "trade", "x": ' + "[" * 7000, "nested too deep"),     # unterminated, whatever the recursion limit
+    (json.dumps(with_(x=[[[[[[[[1]]]]]]]])), "nested too deep: more than"),
+    (json.dumps(with_(M=float("nan"))), "a value is not finite: nan at M"),
+    (json.dumps({"stream": "ethusdt@trade", "data": with_(q=float("-inf"))}), "quantity (q) is not finite: -inf at data.q"),
+    ('{"p": 1e999}', "price (p) is not finite"),
+    (json.dumps(with_(p=10**400)), "price (p) is not a number"),   # float() raises OverflowError
+    (json.dumps(with_(p="1_666.8")), "price (p) is not a number: '1_666.8' is not a plain decimal"),
+    (json.dumps(with_(q=" 26.062")), "is not a plain decimal"),
+    (json.dumps(with_(q="1e16")), "quantity (q) is too large"),
+    (json.dumps(with_(t=2**63)), "trade id (t) is too large"),
+    (json.dumps(with_(E=-1)), "event time (E) is outside"),
+    (json.dumps(with_(T=32_503_680_000_000)), "trade time (T) is outside"),       # year 3000 in ms
+    (json.dumps(with_(T=32_503_680_000_000_000)), "trade time (T) is outside"),   # year 3000 in µs
+    (json.dumps(with_(T=1_675_329_600_138_000_000)), "trade time (T) is outside"),  # nanoseconds
+    (json.dumps(with_(T=1_675_329_600)), "trade time (T) is outside"),            # seconds
+])
+def test_hostile_messages_are_rejected_with_a_reason_and_never_another_exception(raw, reason):
+    with pytest.raises(InvalidTrade, match=re.escape(reason)):
+        parse(raw)
+
+
+def test_a_reason_is_its_kind_then_the_details_after_the_first_colon():
+    with pytest.raises(InvalidTrade) as error:
+        parse(json.dumps(with_(T=1000)))
+    assert error.value.kind == reason_kind(str(error.value)) == "trade time (T) is outside 2017-07-01 .. now+1 day"
+    assert str(error.value) == "trade time (T) is outside 2017-07-01 .. now+1 day: 1000"
+
+
+def test_utf8_bytes_parse_like_text_and_shallow_nesting_and_brackets_in_strings_are_allowed():
+    raw = json.dumps({"stream": "ethusdt@trade", "data": with_(extra={"a": [1, {"b": [[[2]]]}]},
+                                                                 note='[[[[[[[[[[ \\" {{{{{{{{{{')})
+    assert parse_trade(raw.encode(), {"ETHUSDT"}.__contains__, now_ms=NOW_MS) == parse(GOOD)
