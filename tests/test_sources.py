@@ -6,7 +6,7 @@ import zipfile
 import pytest
 
 from flink_jobs.trades import parse_trade
-from producer.replay import Pacer, merged_records
+from producer.replay import Pacer, RatePacer, merged_records
 from producer.sources import SourceError, read_any, symbol_from_filename
 
 from tests.conftest import read_sample_trades, sample_path
@@ -90,3 +90,17 @@ def test_pacer_holds_records_to_their_recorded_spacing_times_the_speed(monkeypat
         pacer.wait_for(t)
     assert slept == [0.1, 0.3]
     assert Pacer(None).wait_for(5) is None
+
+
+def test_rate_pacer_spaces_records_evenly_in_wall_time_whatever_their_trade_times(monkeypatch):
+    clock = {"now": 100.0}
+    slept = []
+    monkeypatch.setattr("producer.replay.time.monotonic", lambda: clock["now"])
+    monkeypatch.setattr("producer.replay.time.sleep", lambda s: slept.append(round(s, 6)))
+    pacer = RatePacer(rate=4.0)
+    for t in (5_000_000, 0, 86_400_000):   # times out of order and a day apart: no effect
+        pacer.wait_for(t)
+    assert slept == [0.25, 0.5]
+    clock["now"] = 101.0                   # late (a slow send): the next record goes at once
+    pacer.wait_for(0)
+    assert slept == [0.25, 0.5]
