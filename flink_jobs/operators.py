@@ -7,6 +7,8 @@ store.TABLE_COLUMNS[table].
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 import zlib
 
@@ -76,6 +78,74 @@ class _SampledLog:
         return self.seen <= self.first or self.seen % self.every == 0
 
 
+def _process_stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time in clock ticks) of a process, from /proc; None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), int(fields[19])
+
+
+def _is_java(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as handle:
+            return handle.read().strip() == "java"
+    except OSError:
+        return False
+
+
+def _java_ancestor(levels: int = 4) -> tuple[int, int] | None:
+    """(pid, start time) of the nearest JVM among this process's ancestors, or None: the
+    TaskManager (or MiniCluster) that launched this Python worker, through pyflink-udf-runner.sh.
+    None as well when this process is itself the JVM (thread mode)."""
+    pid = os.getpid()
+    if _is_java(pid):
+        return None
+    for _ in range(levels):
+        stat = _process_stat(pid)
+        if stat is None or stat[0] <= 1:
+            return None
+        pid = stat[0]
+        if _is_java(pid):
+            parent = _process_stat(pid)
+            return (pid, parent[1]) if parent else None
+    return None
+
+
+_taskmanager_watch: threading.Thread | None = None
+
+
+def exit_with_taskmanager(poll_s: float = 1.0) -> None:
+    """Ends this Python worker soon after its TaskManager JVM dies.
+
+    A TaskManager killed with SIGKILL (or by the OOM killer) cannot stop its Python workers, and
+    a worker that is waiting on its gRPC streams was seen to outlive it (re-parented to init),
+    keeping its memory and, in the store sink, the embedded store's lock that the job restarted
+    on a new TaskManager needs. One daemon thread per worker process watches the JVM found among
+    its ancestors (pid and start time, so a reused pid does not count) and exits the process when
+    it is gone. Nothing is watched in thread mode (the worker is the JVM) or outside Linux.
+    """
+    global _taskmanager_watch
+    if _taskmanager_watch is not None:
+        return
+    jvm = _java_ancestor() if os.path.isdir("/proc") else None
+    if jvm is None:
+        _taskmanager_watch = threading.current_thread()  # nothing to watch; do not look again
+        return
+
+    def watch() -> None:
+        while (_process_stat(jvm[0]) or (0, None))[1] == jvm[1]:
+            time.sleep(poll_s)
+        log.error("the TaskManager JVM (pid %d) that started this Python worker is gone: exiting", jvm[0])
+        logging.shutdown()
+        os._exit(70)
+
+    _taskmanager_watch = threading.Thread(target=watch, name="taskmanager-watch", daemon=True)
+    _taskmanager_watch.start()
+
+
 class FlushTimers:
     """When a buffering operator flushes: a processing-time timer `delay_ms` after the first
     buffered record (one pending at a time), and an event-time timer at END_OF_INPUT that fires
@@ -108,6 +178,7 @@ class ParseTrades(ProcessFunction):
         self.detection = detection
 
     def open(self, runtime_context: RuntimeContext):
+        exit_with_taskmanager()
         metrics = runtime_context.get_metrics_group()
         self.parsed = metrics.counter("trades_parsed")
         self.rejected = metrics.counter("dead_letters")
@@ -141,6 +212,7 @@ class ScoreTrades(KeyedProcessFunction):
         self.detection = detection
 
     def open(self, runtime_context: RuntimeContext):
+        exit_with_taskmanager()
         self.symbol_state = runtime_context.get_state(
             ValueStateDescriptor("symbol_state", Types.PICKLED_BYTE_ARRAY()))
         self.zscore = ZScoreDetector(self.detection)
@@ -199,6 +271,7 @@ class ApplyCooldown(KeyedProcessFunction):
         self.alerts = alerts
 
     def open(self, runtime_context: RuntimeContext):
+        exit_with_taskmanager()
         self.last_by_method = runtime_context.get_state(
             ValueStateDescriptor("last_anomaly_ms", Types.PICKLED_BYTE_ARRAY()))
         self.cooldown = Cooldown(self.detection.cooldown_seconds)
@@ -234,6 +307,7 @@ class BuildBars(KeyedProcessFunction):
     """
 
     def open(self, runtime_context: RuntimeContext):
+        exit_with_taskmanager()
         self.open_bars = runtime_context.get_state(ValueStateDescriptor("open_bars", Types.PICKLED_BYTE_ARRAY()))
         metrics = runtime_context.get_metrics_group()
         self.late = metrics.counter("late_trades")
@@ -292,6 +366,7 @@ class StoreSink(KeyedProcessFunction):
         self.store_config = store
 
     def open(self, runtime_context: RuntimeContext):
+        exit_with_taskmanager()
         from flink_jobs.store import open_store
 
         self.store = open_store(self.store_config)
