@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -13,12 +14,23 @@ import pytest
 from tests.conftest import PROJECT_DIR
 
 TEST_RUN_DIR = os.path.join(PROJECT_DIR, ".run", "test-stack")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 STACK_ENV = {
     "RUN_DIR": TEST_RUN_DIR,
     "LIB_DIR": os.path.join(PROJECT_DIR, ".run", "lib"),
     "KAFKA_PORT": os.environ.get("TEST_KAFKA_PORT", "19192"),
     "KAFKA_CONTROLLER_PORT": os.environ.get("TEST_KAFKA_CONTROLLER_PORT", "19193"),
     "FLINK_REST_PORT": os.environ.get("TEST_FLINK_REST_PORT", "18081"),
+    # The JobManager's RPC port is the cluster's one other fixed port (the TaskManager's RPC, data
+    # and blob ports are ephemeral): a free one, so that test sessions side by side do not collide.
+    "FLINK_RPC_PORT": os.environ.get("TEST_FLINK_RPC_PORT") or str(free_port()),
 }
 BOOTSTRAP = f"127.0.0.1:{STACK_ENV['KAFKA_PORT']}"
 JOB_TIMEOUT_S = 420
