@@ -203,9 +203,20 @@ class ScoreTrades(KeyedProcessFunction):
 
     Features are computed and the symbol's state updated as each trade arrives. The trade then
     waits in a micro-batch shared by all symbols of the subtask, scored by one ONNX call when it
-    holds IFOREST_BATCH_SIZE trades, IFOREST_BATCH_MS after its first trade, or at the end of a
-    bounded input. Emits ("trades", row) for every new trade, and method candidates (before
-    cooldown) to the CANDIDATES side output; a repeated trade id is a ("dead_letters", row).
+    holds IFOREST_BATCH_SIZE trades, when the processing-time timer IFOREST_BATCH_MS after a
+    symbol's first trade in the batch fires, or at the end of a bounded input. Emits ("trades",
+    row) for every new trade, and method candidates (before cooldown) to the CANDIDATES side
+    output; a repeated trade id is a ("dead_letters", row).
+
+    A waiting trade is also in its symbol's keyed list state `unscored` until its batch is
+    emitted. A checkpoint can be taken while a batch waits (the Python worker sees a timer only
+    with its next input bundle, up to python.fn-execution.bundle.time later): the checkpoint then
+    holds the waiting trades, which a restore puts back at the head of the batch, so they are
+    scored and emitted once more instead of being lost with the worker. A batch is emitted in one
+    symbol's context; each other symbol of the batch has its own timer and clears its `unscored`
+    entries at its next timer or trade. Entries a checkpoint caught in between were already
+    emitted: a restore emits them again, and the store's keys and the cooldown absorb the repeat
+    (docs/reliability.md).
     """
 
     def __init__(self, detection: DetectionConfig):
@@ -215,6 +226,8 @@ class ScoreTrades(KeyedProcessFunction):
         exit_with_taskmanager()
         self.symbol_state = runtime_context.get_state(
             ValueStateDescriptor("symbol_state", Types.PICKLED_BYTE_ARRAY()))
+        self.unscored = runtime_context.get_list_state(
+            ListStateDescriptor("unscored", Types.PICKLED_BYTE_ARRAY()))
         self.zscore = ZScoreDetector(self.detection)
         self.models = None
         if self.detection.needs_model:
@@ -222,13 +235,17 @@ class ScoreTrades(KeyedProcessFunction):
 
             self.models = ModelWatcher(self.detection.model_registry, self.detection.model_version,
                                        self.detection.model_poll_seconds)
-        self.pending: list = []
-        self.timers = FlushTimers(self.detection.iforest_batch_ms)
+        self.pending: list = []        # (trade, features) of the batch, in arrival order
+        self.in_batch: set = set()     # symbols with trades in the batch (each has a timer)
+        self.emitted: set = set()      # symbols whose `unscored` entries another symbol's flush emitted
+        self.seen: set = set()         # symbols whose `unscored` state this process has taken over
         metrics = runtime_context.get_metrics_group()
         self.repeats = metrics.counter("repeated_trades")
         self.batches = metrics.counter("scoring_batches")
+        self.restored = metrics.counter("restored_unscored_trades")
 
     def process_element(self, trade: Trade, ctx: KeyedProcessFunction.Context):
+        self._take_over_unscored(trade.symbol, ctx)
         state = self.symbol_state.value() or SymbolState(self.detection.window_size)
         if state.is_replay_of_seen_trade(trade):
             self.repeats.inc()
@@ -237,20 +254,55 @@ class ScoreTrades(KeyedProcessFunction):
             return
         features = observe(state, trade)
         self.symbol_state.update(state)
-        self.pending.append((trade, features))
-        if self.models is None or len(self.pending) >= self.detection.iforest_batch_size:
+        if self.models is None:
+            self.pending.append((trade, features))  # z-score alone: nothing to batch, nothing held
             yield from self._flush()
-        else:
-            self.timers.arm(ctx)
+            return
+        self.unscored.add((trade, features))
+        self._hold(trade.symbol, [(trade, features)], ctx)
+        if len(self.pending) >= self.detection.iforest_batch_size:
+            yield from self._flush()
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        self.timers.fired(ctx)
+        self._take_over_unscored(ctx.get_current_key(), ctx)
         yield from self._flush()
 
+    def _take_over_unscored(self, symbol: str, ctx) -> None:
+        """Brings the symbol's `unscored` state in line with this process's batch, before anything
+        else happens in its context: entries a restore brought back join the batch, ahead of newer
+        trades; entries another symbol's flush emitted are cleared."""
+        if self.models is None:
+            return
+        if symbol not in self.seen:
+            self.seen.add(symbol)
+            ctx.timer_service().register_event_time_timer(END_OF_INPUT)
+            restored = list(self.unscored.get() or ())
+            if restored:
+                self.restored.inc(len(restored))
+                log.info("%s: %d trades held in the micro-batch when the checkpoint was taken are scored now",
+                         symbol, len(restored))
+                self._hold(symbol, restored, ctx)
+        elif symbol in self.emitted:
+            self.unscored.clear()
+        self.emitted.discard(symbol)
+
+    def _hold(self, symbol: str, entries: list, ctx) -> None:
+        self.pending.extend(entries)
+        if symbol not in self.in_batch:
+            self.in_batch.add(symbol)
+            timers = ctx.timer_service()
+            timers.register_processing_time_timer(timers.current_processing_time() + self.detection.iforest_batch_ms)
+
     def _flush(self):
+        """Scores and emits the batch; called in the context of a symbol of the batch (or of one
+        whose entries are all emitted), whose `unscored` state it clears."""
         if not self.pending:
             return
         pending, self.pending = self.pending, []
+        if self.models is not None:
+            self.unscored.clear()
+            self.emitted |= self.in_batch
+            self.in_batch = set()
         model = self.models.current() if self.models is not None else None
         batch = score_batch(model, [features for _, features in pending])
         if model is not None:
