@@ -29,7 +29,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import config as app_config  # noqa: E402
-from config import PROJECT_DIR, AppConfig, ConfigError  # noqa: E402
+from config import PROJECT_DIR, AppConfig, ConfigError, JobConfig  # noqa: E402
 
 log = logging.getLogger("flink_jobs.anomaly_job")
 JOB_NAME = "crypto-anomaly-detector"
@@ -134,12 +134,39 @@ def check_model(cfg: AppConfig) -> None:
              " (following LATEST)" if cfg.detection.model_version == "latest" else "")
 
 
+def recovery_settings(job: JobConfig) -> dict[str, str]:
+    """Flink settings for checkpoints a job can resume from and for restarts after a failure
+    (docs/reliability.md). Unset ones stay the cluster's."""
+    settings = {"execution.checkpointing.externalized-checkpoint-retention": job.checkpoint_retention}
+    if job.checkpoint_dir:
+        settings.update({"execution.checkpointing.storage": "filesystem",
+                         "execution.checkpointing.dir": job.checkpoint_dir})
+    if job.restart_strategy:
+        settings["restart-strategy.type"] = job.restart_strategy
+    if job.restart_strategy == "fixed-delay":
+        settings.update({"restart-strategy.fixed-delay.attempts": str(job.restart_attempts),
+                         "restart-strategy.fixed-delay.delay": f"{job.restart_delay_ms} ms"})
+    elif job.restart_strategy == "exponential-delay":
+        settings.update({"restart-strategy.exponential-delay.initial-backoff": f"{job.restart_delay_ms} ms",
+                         "restart-strategy.exponential-delay.max-backoff": "1 min",
+                         "restart-strategy.exponential-delay.backoff-multiplier": "2.0",
+                         "restart-strategy.exponential-delay.reset-backoff-threshold": "1 h",
+                         "restart-strategy.exponential-delay.attempts-before-reset-backoff":
+                             str(job.restart_attempts)})
+    return settings
+
+
 def create_environment(cfg: AppConfig):
+    from pyflink.common import Configuration
     from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
 
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_parallelism(cfg.job.parallelism)
     env.enable_checkpointing(cfg.job.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
+    settings = Configuration()
+    for key, value in recovery_settings(cfg.job).items():
+        settings.set_string(key, value)
+    env.configure(settings)
     jars = connector_jar_urls(cfg.job.connector_jars)
     if jars:
         env.add_jars(*jars)
@@ -210,9 +237,9 @@ def with_event_time(parsed, watermarks, parallelism: int):
     j_stream = (parsed._j_data_stream
                 .assignTimestampsAndWatermarks(
                     watermarks._j_watermark_strategy.withTimestampAssigner(python_eventtime.CustomTimestampAssigner()))
-                .name("trade-time-watermarks").setParallelism(parallelism)
+                .name("trade-time-watermarks").uid("trade-time-watermarks").setParallelism(parallelism)
                 .map(python_eventtime.RemoveTimestampMapFunction(), Types.PICKLED_BYTE_ARRAY().get_java_type_info())
-                .name("drop-timestamp").setParallelism(parallelism))
+                .name("drop-timestamp").uid("drop-timestamp").setParallelism(parallelism))
     return DataStream(j_stream)
 
 
@@ -222,7 +249,7 @@ def bars_stage(timed):
     window API (docs/storage.md, bench/bars_window_api.py)."""
     from flink_jobs.operators import BuildBars
 
-    return timed.key_by(lambda trade: trade.symbol).process(BuildBars()).name("bars-1s-1m")
+    return timed.key_by(lambda trade: trade.symbol).process(BuildBars()).name("bars-1s-1m").uid("bars-1s-1m")
 
 
 def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None:
@@ -232,6 +259,8 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
     from flink_jobs.operators import (ALERTS, CANDIDATES, DEAD_LETTERS, PARSED_TYPE, ApplyCooldown, ParseTrades,
                                       ScoreTrades, StoreSink, sink_key)
 
+    # Every stateful operator has a fixed uid, so a savepoint or retained checkpoint maps onto the
+    # job again after its code changed (flink run -s; docs/reliability.md).
     # Parsing runs at the source's parallelism, chained to it: a rebalance in between would
     # interleave a symbol's trades from two parsers and break their order before key_by.
     if inputs:
@@ -241,8 +270,8 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
     else:
         source_parallelism = cfg.job.parallelism
         raw = env.from_source(kafka_source(cfg), WatermarkStrategy.no_watermarks(), "kafka-trades")
-    raw = raw.set_parallelism(source_parallelism)
-    parsed = (raw.process(ParseTrades(cfg.detection), PARSED_TYPE).name("parse-trades")
+    raw = raw.uid("source").set_parallelism(source_parallelism)
+    parsed = (raw.process(ParseTrades(cfg.detection), PARSED_TYPE).name("parse-trades").uid("parse-trades")
               .set_parallelism(source_parallelism))
     dead_letters = parsed.get_side_output(DEAD_LETTERS)
     watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.job.max_out_of_orderness_ms))
@@ -252,10 +281,10 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
         watermarks = watermarks.with_idleness(Duration.of_millis(cfg.job.idle_timeout_ms))
     timed = with_event_time(parsed, watermarks, source_parallelism)
     scored = (timed.key_by(lambda trade: trade.symbol)
-              .process(ScoreTrades(cfg.detection)).name("features-and-scoring"))
+              .process(ScoreTrades(cfg.detection)).name("features-and-scoring").uid("features-and-scoring"))
     anomalies = (scored.get_side_output(CANDIDATES)
                  .key_by(lambda anomaly: anomaly.trade.symbol)
-                 .process(ApplyCooldown(cfg.detection, alerts=cfg.alerts.enabled)).name("cooldown"))
+                 .process(ApplyCooldown(cfg.detection, alerts=cfg.alerts.enabled)).name("cooldown").uid("cooldown"))
     to_store = [anomalies, dead_letters]
     if cfg.job.bars:
         to_store.append(bars_stage(timed))
@@ -263,7 +292,7 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
     sink_parallelism = 1 if cfg.store.backend == "chdb" else cfg.job.parallelism
     (scored.union(*to_store)
      .key_by(lambda record: sink_key(record, sink_parallelism))
-     .process(StoreSink(cfg.store)).name(f"store-sink-{cfg.store.backend}")
+     .process(StoreSink(cfg.store)).name(f"store-sink-{cfg.store.backend}").uid("store-sink")
      .set_parallelism(sink_parallelism))
     log.info("%s", describe_alerting(cfg.alerts))
     if cfg.alerts.enabled:
@@ -273,7 +302,7 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
         # method per COOLDOWN_SECONDS at most).
         (anomalies.get_side_output(ALERTS)
          .key_by(lambda alert: alert.symbol)
-         .process(AlertSink(cfg.alerts)).name("alerts")
+         .process(AlertSink(cfg.alerts)).name("alerts").uid("alerts")
          .set_parallelism(1))
 
 
