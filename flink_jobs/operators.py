@@ -138,8 +138,10 @@ def exit_with_taskmanager(poll_s: float = 1.0) -> None:
     def watch() -> None:
         while (_process_stat(jvm[0]) or (0, None))[1] == jvm[1]:
             time.sleep(poll_s)
-        log.error("the TaskManager JVM (pid %d) that started this Python worker is gone: exiting", jvm[0])
-        logging.shutdown()
+        # Straight to stderr (the worker's boot log): Beam's log handler ships records to the dead
+        # TaskManager, and flushing it at exit waits for that stream for ever.
+        os.write(2, f"the TaskManager JVM (pid {jvm[0]}) that started this Python worker (pid {os.getpid()}) "
+                    f"is gone: exiting\n".encode())
         os._exit(70)
 
     _taskmanager_watch = threading.Thread(target=watch, name="taskmanager-watch", daemon=True)

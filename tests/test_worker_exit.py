@@ -10,7 +10,13 @@ import time
 
 from tests.conftest import PROJECT_DIR
 
-WORKER = ("import os, sys, time\n"
+# The worker's log handler hangs, as Beam's does once its stream to the dead TaskManager is gone:
+# the exit must not go through logging.
+WORKER = ("import logging, os, sys, threading, time\n"
+          "class Stuck(logging.Handler):\n"
+          "    def emit(self, record): threading.Event().wait()\n"
+          "    def flush(self): threading.Event().wait()\n"
+          "logging.getLogger().addHandler(Stuck())\n"
           "from flink_jobs.operators import exit_with_taskmanager\n"
           "exit_with_taskmanager(poll_s=0.1)\n"
           "print(os.getpid(), flush=True)\n"
