@@ -79,11 +79,14 @@ class _SampledLog:
 
 
 def _process_stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, start time in clock ticks) of a process, from /proc; None when it is gone."""
+    """(parent pid, start time in clock ticks) of a process, from /proc; None when it is gone or
+    dead but not yet reaped (a zombie: a killed daemon's parent is init, which may reap it late)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
             fields = handle.read().rsplit(")", 1)[1].split()
     except OSError:
+        return None
+    if fields[0] in ("Z", "X"):
         return None
     return int(fields[1]), int(fields[19])
 
