@@ -339,7 +339,11 @@ def main(argv: list[str] | None = None) -> int:
              cfg.job.checkpoint_interval_ms, cfg.store.backend)
     started = time.monotonic()
     result = env.execute(JOB_NAME)
-    if cfg.job.bounded or args.source == "files":
+    # A detached submission (flink run -d) returns at once, without the job's runtime.
+    detached = not result._j_job_execution_result.isJobExecutionResult()
+    if detached:
+        log.info("submitted detached as job %s", result.get_job_id())
+    elif cfg.job.bounded or args.source == "files":
         report = {"job_id": str(result.get_job_id()), "wall_seconds": round(time.monotonic() - started, 3),
                   "net_runtime_seconds": result.get_net_runtime() / 1000.0}
         log.info("job finished: %.1f s wall, %.1f s net runtime (job id %s)", report["wall_seconds"],
