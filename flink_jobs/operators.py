@@ -437,6 +437,9 @@ class StoreSink(KeyedProcessFunction):
         metrics = runtime_context.get_metrics_group()
         self.rows_written = metrics.counter("rows_written")
         self.batches_written = metrics.counter("batches_written")
+        # At most SINK_BATCH_SIZE: a full buffer is inserted before the next record is taken, so a
+        # slow store slows the job down (back-pressure) instead of growing the buffer.
+        metrics.gauge("buffered_rows", lambda: self.buffered)
 
     def process_element(self, record, ctx: KeyedProcessFunction.Context):
         self.buffer.add(record)
