@@ -80,11 +80,18 @@ def test_several_files_merge_in_trade_time_order():
     assert [r.time_ms for r in records] == sorted(r.time_ms for r in records)
 
 
-def test_pacer_holds_records_to_their_recorded_spacing_times_the_speed(monkeypatch):
+@pytest.fixture
+def stopped_clock(monkeypatch):
+    """The pacers' clock stands still unless a test moves it; their sleeps are recorded, not slept."""
     clock = {"now": 100.0}
     slept = []
     monkeypatch.setattr("producer.replay.time.monotonic", lambda: clock["now"])
     monkeypatch.setattr("producer.replay.time.sleep", lambda s: slept.append(round(s, 6)))
+    return clock, slept
+
+
+def test_pacer_holds_records_to_their_recorded_spacing_times_the_speed(stopped_clock):
+    _, slept = stopped_clock
     pacer = Pacer(speed=10.0)
     for t in (0, 1000, 3000):
         pacer.wait_for(t)
@@ -92,11 +99,8 @@ def test_pacer_holds_records_to_their_recorded_spacing_times_the_speed(monkeypat
     assert Pacer(None).wait_for(5) is None
 
 
-def test_rate_pacer_spaces_records_evenly_in_wall_time_whatever_their_trade_times(monkeypatch):
-    clock = {"now": 100.0}
-    slept = []
-    monkeypatch.setattr("producer.replay.time.monotonic", lambda: clock["now"])
-    monkeypatch.setattr("producer.replay.time.sleep", lambda s: slept.append(round(s, 6)))
+def test_rate_pacer_spaces_records_evenly_in_wall_time_whatever_their_trade_times(stopped_clock):
+    clock, slept = stopped_clock
     pacer = RatePacer(rate=4.0)
     for t in (5_000_000, 0, 86_400_000):   # times out of order and a day apart: no effect
         pacer.wait_for(t)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import PROJECT_DIR
+from tests.conftest import PROJECT_DIR, process_alive as alive
 
 # The worker's log handler hangs, as Beam's does once its stream to the dead TaskManager is gone:
 # the exit must not go through logging.
@@ -21,14 +21,6 @@ WORKER = ("import logging, os, sys, threading, time\n"
           "exit_with_taskmanager(poll_s=0.1)\n"
           "print(os.getpid(), flush=True)\n"
           "time.sleep(120)\n")
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def wait_for(predicate, timeout_s: float) -> bool:

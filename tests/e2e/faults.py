@@ -14,7 +14,7 @@ import urllib.request
 
 from flink_jobs.store import StoreError
 
-from tests.conftest import PROJECT_DIR
+from tests.conftest import PROJECT_DIR, process_alive as alive
 from tests.e2e.checks import stored
 from tests.e2e.conftest import BOOTSTRAP, STACK_ENV, TEST_RUN_DIR, unique, wait_until_consumed
 
@@ -120,14 +120,6 @@ def daemon_pids(kind: str) -> list[int]:
         with open(path, encoding="ascii") as handle:
             pids += [int(p) for p in handle.read().split() if p.strip()]
     return [p for p in pids if alive(p)]
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def children(pid: int) -> list[int]:
