@@ -155,6 +155,11 @@ start() {
   [ -z "$pids" ] || die "partly running (pids $(echo $pids)) but not healthy on port $FLINK_REST_PORT: run '$0 stop' first"
   rm -f "$JM_PIDFILE" "$TM_PIDFILE"   # stale entries would confuse stop-cluster.sh
   for port in "$FLINK_REST_PORT" "$FLINK_RPC_PORT"; do
+    # A JobManager killed a moment ago may still hold its ports while its threads wind down.
+    for ((i = 0; i < 20; i++)); do
+      port_open 127.0.0.1 "$port" || port_open localhost "$port" || break
+      sleep 0.5
+    done
     if port_open 127.0.0.1 "$port" || port_open localhost "$port"; then
       die "port $port is taken by another process; set FLINK_REST_PORT / FLINK_RPC_PORT or stop it"
     fi

@@ -40,9 +40,10 @@ RATE = 150  # messages per second: the 6,015 planted messages take about 40 s
 
 @pytest.fixture
 def cluster(flink_cluster):
-    """The session's cluster; jobs a failed test leaves running are cancelled, so the next test
-    gets the slots."""
+    """The session's cluster, started again if a test before took it down; jobs a failed test leaves
+    running are cancelled, so the next test gets the slots."""
     cluster = Cluster()
+    cluster.script("start")
     yield cluster
     try:
         for job in cluster.get("/jobs/overview")["jobs"]:
