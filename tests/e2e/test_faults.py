@@ -64,17 +64,19 @@ def run_with_fault(fault, cluster: Cluster, trained_model, tmp_path, prefix: str
     wait_until(lambda: cluster.all_running(job), 180, f"job {job} running")
     producer = PacedProducer(path, env, RATE)
     try:
-        cluster.wait_mid_stream(job)
-        assert producer.running(), "the producer finished before the fault: not mid-stream"
-        struck_after_s = time.monotonic() - producer.started
-        job, report = fault(cluster, job, env)
-        producer.wait()
-        cluster.finish(job, env)
+        with MemorySampler() as memory:
+            cluster.wait_mid_stream(job)
+            assert producer.running(), "the producer finished before the fault: not mid-stream"
+            struck_after_s = time.monotonic() - producer.started
+            job, report = fault(cluster, job, env)
+            producer.wait()
+            cluster.finish(job, env)
     finally:
         producer.kill()
     result = stored_once_released(chdb_path)
     report.update(struck_after_s=round(struck_after_s, 1),
-                  **exactly_once_account(result, expected.trades, expected.anomalies))
+                  **exactly_once_account(result, expected.trades, expected.anomalies),
+                  peak_worker_rss_mb=round(memory.peak_worker_mb), peak_taskmanager_jvm_rss_mb=round(memory.peak_jvm_mb))
     print(f"\nfault report: {json.dumps(report)}")
     assert_store_holds_exactly(result, expected, trained_model.version, replayed=True)
     return report
