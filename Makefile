@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo report grafana-push test test-unit test-e2e migrate kafka-start kafka-stop flink-start flink-stop status lock clean compose-up compose-down
+.PHONY: help setup demo report grafana-push test test-unit test-e2e test-faults migrate kafka-start kafka-stop flink-start flink-stop status lock clean compose-up compose-down
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,13 +22,16 @@ grafana-push: setup  ## push the dashboards to a running Grafana (GRAFANA_URL, G
 	$(PY) -m deploy.grafana.push
 
 test: setup  ## unit tests, then end-to-end tests on a real broker, MiniCluster and standalone cluster
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow_faults" $(PYTEST_ARGS)
 
 test-unit: setup  ## unit tests only (no broker, no Flink)
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
-test-e2e: setup  ## end-to-end tests only
-	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+test-e2e: setup  ## end-to-end tests only (as in `make test`)
+	$(PY) -m pytest -m "e2e and not slow_faults" $(PYTEST_ARGS)
+
+test-faults: setup  ## every fault-injection test (TaskManager, cluster, savepoint, broker, slow store; ~8 min)
+	$(PY) -m pytest -m faults $(PYTEST_ARGS)
 
 migrate: setup  ## apply pending sql/ migrations and the TTL settings to the configured store
 	$(PY) -m flink_jobs.migrate

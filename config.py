@@ -201,6 +201,27 @@ class JobConfig:
     parallelism: int = setting("FLINK_PARALLELISM", 2, "Parallelism of the job's operators", minimum=1, maximum=4096)
     checkpoint_interval_ms: int = setting(
         "CHECKPOINT_INTERVAL_MS", 10_000, "Checkpoint interval", minimum=100, maximum=86_400_000)
+    checkpoint_dir: str = setting(
+        "CHECKPOINT_DIR", "",
+        "Where checkpoints go (file:///path, s3://bucket/path); a job can resume from the latest one there "
+        "(flink run -s). Empty = the cluster's execution.checkpointing.dir (none in a bare MiniCluster: "
+        "JobManager memory, nothing to resume from)")
+    checkpoint_retention: str = setting(
+        "CHECKPOINT_RETENTION", "RETAIN_ON_CANCELLATION",
+        "Whether the last checkpoint outlives a cancelled job (it always outlives a crash)",
+        choices=("RETAIN_ON_CANCELLATION", "DELETE_ON_CANCELLATION", "NO_EXTERNALIZED_CHECKPOINTS"))
+    restart_strategy: str = setting(
+        "RESTART_STRATEGY", "",
+        "After a failure: fixed-delay (RESTART_ATTEMPTS tries, RESTART_DELAY_MS apart), exponential-delay "
+        "(from RESTART_DELAY_MS doubling to 1 min; the attempt count resets after an hour without failure), "
+        "none; empty = the cluster's (the local cluster: fixed-delay, FLINK_RESTART_ATTEMPTS)",
+        choices=("", "fixed-delay", "exponential-delay", "none"))
+    restart_attempts: int = setting(
+        "RESTART_ATTEMPTS", 10, "Restarts before the job fails for good (fixed-delay and exponential-delay)",
+        minimum=1, maximum=1_000_000)
+    restart_delay_ms: int = setting(
+        "RESTART_DELAY_MS", 2000, "Delay before a restart (exponential-delay: the first one)",
+        minimum=0, maximum=3_600_000)
     max_out_of_orderness_ms: int = setting(
         "WATERMARK_OUT_OF_ORDERNESS_MS", 2000, "Bounded out-of-orderness of trade event times",
         minimum=0, maximum=3_600_000)

@@ -28,7 +28,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import config as app_config  # noqa: E402
-from config import PROJECT_DIR, AppConfig, ConfigError  # noqa: E402
+from config import PROJECT_DIR, AppConfig, ConfigError, JobConfig  # noqa: E402
 
 log = logging.getLogger("flink_jobs.anomaly_job")
 JOB_NAME = "crypto-anomaly-detector"
@@ -132,7 +132,30 @@ def check_model(cfg: AppConfig) -> None:
              " (following LATEST)" if cfg.detection.model_version == "latest" else "")
 
 
+def recovery_settings(job: JobConfig) -> dict[str, str]:
+    """Flink settings for checkpoints a job can resume from and for restarts after a failure
+    (docs/reliability.md). Unset ones stay the cluster's."""
+    settings = {"execution.checkpointing.externalized-checkpoint-retention": job.checkpoint_retention}
+    if job.checkpoint_dir:
+        settings.update({"execution.checkpointing.storage": "filesystem",
+                         "execution.checkpointing.dir": job.checkpoint_dir})
+    if job.restart_strategy:
+        settings["restart-strategy.type"] = job.restart_strategy
+    if job.restart_strategy == "fixed-delay":
+        settings.update({"restart-strategy.fixed-delay.attempts": str(job.restart_attempts),
+                         "restart-strategy.fixed-delay.delay": f"{job.restart_delay_ms} ms"})
+    elif job.restart_strategy == "exponential-delay":
+        settings.update({"restart-strategy.exponential-delay.initial-backoff": f"{job.restart_delay_ms} ms",
+                         "restart-strategy.exponential-delay.max-backoff": "1 min",
+                         "restart-strategy.exponential-delay.backoff-multiplier": "2.0",
+                         "restart-strategy.exponential-delay.reset-backoff-threshold": "1 h",
+                         "restart-strategy.exponential-delay.attempts-before-reset-backoff":
+                             str(job.restart_attempts)})
+    return settings
+
+
 def create_environment(cfg: AppConfig):
+    from pyflink.common import Configuration
     from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
     from pyflink.util.java_utils import get_j_env_configuration
 
@@ -155,6 +178,10 @@ def create_environment(cfg: AppConfig):
     env.set_buffer_timeout(cfg.job.buffer_timeout_ms)
     env.set_parallelism(cfg.job.parallelism)
     env.enable_checkpointing(cfg.job.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
+    settings = Configuration()
+    for key, value in recovery_settings(cfg.job).items():
+        settings.set_string(key, value)
+    env.configure(settings)
     jars = connector_jar_urls(cfg.job.connector_jars)
     if jars:
         env.add_jars(*jars)
@@ -235,9 +262,9 @@ def keyed_by_symbol(parsed, watermarks, parallelism: int):
     j_timed = (parsed._j_data_stream
                .assignTimestampsAndWatermarks(
                    watermarks._j_watermark_strategy.withTimestampAssigner(python_eventtime.CustomTimestampAssigner()))
-               .name("trade-time-watermarks").setParallelism(parallelism)
+               .name("trade-time-watermarks").uid("trade-time-watermarks").setParallelism(parallelism)
                .map(python_eventtime.RemoveTimestampMapFunction(), KEYED_TRADE_TYPE.get_java_type_info())
-               .name("drop-timestamp").setParallelism(parallelism))
+               .name("drop-timestamp").uid("drop-timestamp").setParallelism(parallelism))
     j_keyed = j_timed.keyBy(jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
     return KeyedStream(j_keyed, Types.PICKLED_BYTE_ARRAY(), parsed)
 
@@ -249,6 +276,8 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
     from flink_jobs.operators import (ALERTS, CANDIDATES, DEAD_LETTERS, PARSED_TYPE, ApplyCooldown, ParseTrades,
                                       ScoreTrades, StoreSink, sink_key)
 
+    # Every stateful operator has a fixed uid, so a savepoint or retained checkpoint maps onto the
+    # job again after its code changed (flink run -s; docs/reliability.md).
     # Parsing runs at the source's parallelism, chained to it: a rebalance in between would
     # interleave a symbol's trades from two parsers and break their order before key_by.
     if inputs:
@@ -258,8 +287,8 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
     else:
         source_parallelism = cfg.job.parallelism
         raw = env.from_source(kafka_source(cfg), WatermarkStrategy.no_watermarks(), "kafka-trades")
-    raw = raw.set_parallelism(source_parallelism)
-    parsed = (raw.process(ParseTrades(cfg.detection), PARSED_TYPE).name("parse-trades")
+    raw = raw.uid("source").set_parallelism(source_parallelism)
+    parsed = (raw.process(ParseTrades(cfg.detection), PARSED_TYPE).name("parse-trades").uid("parse-trades")
               .set_parallelism(source_parallelism))
     dead_letters = parsed.get_side_output(DEAD_LETTERS)
     watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.job.max_out_of_orderness_ms))
@@ -269,16 +298,16 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
         watermarks = watermarks.with_idleness(Duration.of_millis(cfg.job.idle_timeout_ms))
     scored = (keyed_by_symbol(parsed, watermarks, source_parallelism)
               .process(ScoreTrades(cfg.detection, bars=cfg.job.bars))
-              .name("features-scoring-bars" if cfg.job.bars else "features-and-scoring"))
+              .name("features-and-scoring").uid("features-and-scoring"))
     anomalies = (scored.get_side_output(CANDIDATES)
                  .key_by(lambda anomaly: anomaly.trade.symbol)
-                 .process(ApplyCooldown(cfg.detection, alerts=cfg.alerts.enabled)).name("cooldown"))
+                 .process(ApplyCooldown(cfg.detection, alerts=cfg.alerts.enabled)).name("cooldown").uid("cooldown"))
     to_store = [anomalies, dead_letters]
     # chDB allows one owner per directory, so the embedded store gets one writer; a server scales out.
     sink_parallelism = 1 if cfg.store.backend == "chdb" else cfg.job.parallelism
     (scored.union(*to_store)
      .key_by(lambda record: sink_key(record, sink_parallelism))
-     .process(StoreSink(cfg.store)).name(f"store-sink-{cfg.store.backend}")
+     .process(StoreSink(cfg.store)).name(f"store-sink-{cfg.store.backend}").uid("store-sink")
      .set_parallelism(sink_parallelism))
     log.info("%s", describe_alerting(cfg.alerts))
     if cfg.alerts.enabled:
@@ -288,7 +317,7 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
         # method per COOLDOWN_SECONDS at most).
         (anomalies.get_side_output(ALERTS)
          .key_by(lambda alert: alert.symbol)
-         .process(AlertSink(cfg.alerts)).name("alerts")
+         .process(AlertSink(cfg.alerts)).name("alerts").uid("alerts")
          .set_parallelism(1))
 
 
@@ -325,7 +354,11 @@ def main(argv: list[str] | None = None) -> int:
              cfg.job.checkpoint_interval_ms, cfg.store.backend)
     started = time.monotonic()
     result = env.execute(JOB_NAME)
-    if cfg.job.bounded or args.source == "files":
+    # A detached submission (flink run -d) returns at once, without the job's runtime.
+    detached = not result._j_job_execution_result.isJobExecutionResult()
+    if detached:
+        log.info("submitted detached as job %s", result.get_job_id())
+    elif cfg.job.bounded or args.source == "files":
         report = {"job_id": str(result.get_job_id()), "wall_seconds": round(time.monotonic() - started, 3),
                   "net_runtime_seconds": result.get_net_runtime() / 1000.0}
         log.info("job finished: %.1f s wall, %.1f s net runtime (job id %s)", report["wall_seconds"],

@@ -8,6 +8,8 @@ record that crosses between Java and a Python operator has a fixed cost (docs/pe
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 import zlib
 
@@ -81,6 +83,79 @@ class _SampledLog:
         return self.seen <= self.first or self.seen % self.every == 0
 
 
+def _process_stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time in clock ticks) of a process, from /proc; None when it is gone or
+    dead but not yet reaped (a zombie: a killed daemon's parent is init, which may reap it late)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[1]), int(fields[19])
+
+
+def _is_java(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as handle:
+            return handle.read().strip() == "java"
+    except OSError:
+        return False
+
+
+def _java_ancestor(levels: int = 4) -> tuple[int, int] | None:
+    """(pid, start time) of the nearest JVM among this process's ancestors, or None: the
+    TaskManager (or MiniCluster) that launched this Python worker, through pyflink-udf-runner.sh.
+    None as well when this process is itself the JVM (thread mode)."""
+    pid = os.getpid()
+    if _is_java(pid):
+        return None
+    for _ in range(levels):
+        stat = _process_stat(pid)
+        if stat is None or stat[0] <= 1:
+            return None
+        pid = stat[0]
+        if _is_java(pid):
+            parent = _process_stat(pid)
+            return (pid, parent[1]) if parent else None
+    return None
+
+
+_taskmanager_watch: threading.Thread | None = None
+
+
+def exit_with_taskmanager(poll_s: float = 1.0) -> None:
+    """Ends this Python worker soon after its TaskManager JVM dies.
+
+    A TaskManager killed with SIGKILL (or by the OOM killer) cannot stop its Python workers, and
+    a worker that is waiting on its gRPC streams was seen to outlive it (re-parented to init),
+    keeping its memory and, in the store sink, the embedded store's lock that the job restarted
+    on a new TaskManager needs. One daemon thread per worker process watches the JVM found among
+    its ancestors (pid and start time, so a reused pid does not count) and exits the process when
+    it is gone. Nothing is watched in thread mode (the worker is the JVM) or outside Linux.
+    """
+    global _taskmanager_watch
+    if _taskmanager_watch is not None:
+        return
+    jvm = _java_ancestor() if os.path.isdir("/proc") else None
+    if jvm is None:
+        _taskmanager_watch = threading.current_thread()  # nothing to watch; do not look again
+        return
+
+    def watch() -> None:
+        while (_process_stat(jvm[0]) or (0, None))[1] == jvm[1]:
+            time.sleep(poll_s)
+        # Straight to stderr (the worker's boot log): Beam's log handler ships records to the dead
+        # TaskManager, and flushing it at exit waits for that stream for ever.
+        os.write(2, f"the TaskManager JVM (pid {jvm[0]}) that started this Python worker (pid {os.getpid()}) "
+                    f"is gone: exiting\n".encode())
+        os._exit(70)
+
+    _taskmanager_watch = threading.Thread(target=watch, name="taskmanager-watch", daemon=True)
+    _taskmanager_watch.start()
+
+
 class FlushTimers:
     """When a buffering operator flushes: a processing-time timer `delay_ms` after the first
     buffered record (one pending at a time), and an event-time timer at END_OF_INPUT that fires
@@ -114,6 +189,7 @@ class ParseTrades(ProcessFunction):
         self.detection = detection
 
     def open(self, runtime_context: RuntimeContext):
+        exit_with_taskmanager()
         metrics = runtime_context.get_metrics_group()
         self.parsed = metrics.counter("trades_parsed")
         self.rejected = metrics.counter("dead_letters")
@@ -138,9 +214,20 @@ class ScoreTrades(KeyedProcessFunction):
 
     Features are computed and the symbol's state updated as each trade arrives. The trade then
     waits in a micro-batch shared by all symbols of the subtask, scored by one ONNX call when it
-    holds IFOREST_BATCH_SIZE trades, IFOREST_BATCH_MS after its first trade, or at the end of a
-    bounded input; the batch's rows leave as one ("trades", rows) record. Method candidates
-    (before cooldown) go to the CANDIDATES side output; a repeated trade id is a dead letter.
+    holds IFOREST_BATCH_SIZE trades, when the processing-time timer IFOREST_BATCH_MS after a
+    symbol's first trade in the batch fires, or at the end of a bounded input; the batch's rows
+    leave as one ("trades", rows) record. Method candidates (before cooldown) go to the
+    CANDIDATES side output; a repeated trade id is a dead letter.
+
+    A waiting trade is also in its symbol's keyed list state `unscored` until its batch is
+    emitted. A checkpoint can be taken while a batch waits (the Python worker sees a timer only
+    with its next input bundle, up to python.fn-execution.bundle.time later): the checkpoint then
+    holds the waiting trades, which a restore puts back at the head of the batch, so they are
+    scored and emitted once more instead of being lost with the worker. A batch is emitted in one
+    symbol's context; each other symbol of the batch has its own timer and clears its `unscored`
+    entries at its next timer or trade. Entries a checkpoint caught in between were already
+    emitted: a restore emits them again, and the store's keys and the cooldown absorb the repeat
+    (docs/reliability.md).
 
     With `bars`, the same operator keeps the symbol's 1-second and 1-minute OHLCV bars (one
     operator rather than a second keyed stage: every trade crossing into another Python operator
@@ -159,8 +246,11 @@ class ScoreTrades(KeyedProcessFunction):
         self.bars = bars
 
     def open(self, runtime_context: RuntimeContext):
+        exit_with_taskmanager()
         self.symbol_state = runtime_context.get_state(
             ValueStateDescriptor("symbol_state", Types.PICKLED_BYTE_ARRAY()))
+        self.unscored = runtime_context.get_list_state(
+            ListStateDescriptor("unscored", Types.PICKLED_BYTE_ARRAY()))
         self.open_bars = runtime_context.get_state(ValueStateDescriptor("open_bars", Types.PICKLED_BYTE_ARRAY()))
         self.zscore = ZScoreDetector(self.detection)
         self.models = None
@@ -169,16 +259,20 @@ class ScoreTrades(KeyedProcessFunction):
 
             self.models = ModelWatcher(self.detection.model_registry, self.detection.model_version,
                                        self.detection.model_poll_seconds)
-        self.pending: list = []
-        self.timers = FlushTimers(self.detection.iforest_batch_ms)
+        self.pending: list = []        # (trade, features) of the batch, in arrival order
+        self.in_batch: set = set()     # symbols with trades in the batch (each has a timer)
+        self.emitted: set = set()      # symbols whose `unscored` entries another symbol's flush emitted
+        self.seen: set = set()         # symbols whose `unscored` state this process has taken over
         metrics = runtime_context.get_metrics_group()
         self.repeats = metrics.counter("repeated_trades")
         self.batches = metrics.counter("scoring_batches")
+        self.restored = metrics.counter("restored_unscored_trades")
         self.late = metrics.counter("late_trades")
         self.bars_emitted = metrics.counter("bars_emitted")
         self.sampled_log = _SampledLog()
 
     def process_element(self, trade: Trade, ctx: KeyedProcessFunction.Context):
+        self._take_over_unscored(trade.symbol, ctx)
         state = self.symbol_state.value() or SymbolState(self.detection.window_size)
         if state.is_replay_of_seen_trade(trade):
             self.repeats.inc()
@@ -189,23 +283,58 @@ class ScoreTrades(KeyedProcessFunction):
         self.symbol_state.update(state)
         if self.bars:
             yield from self._add_to_bars(trade, ctx)
-        self.pending.append((trade, features))
+        if self.models is None:
+            self.pending.append((trade, features))  # z-score alone: nothing to batch, nothing held
+            yield from self._flush()
+            return
+        self.unscored.add((trade, features))
+        self._hold(trade.symbol, [(trade, features)], ctx)
         if len(self.pending) >= self.detection.iforest_batch_size:
             yield from self._flush()
-        else:
-            self.timers.arm(ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        self._take_over_unscored(ctx.get_current_key(), ctx)
         if ctx.time_domain() == TimeDomain.EVENT_TIME and self.bars:
             yield from self._close_bars(timestamp, ctx.get_current_key())
-        self.timers.fired(ctx)
         if ctx.time_domain() == TimeDomain.PROCESSING_TIME or timestamp == END_OF_INPUT:
             yield from self._flush()
 
+    def _take_over_unscored(self, symbol: str, ctx) -> None:
+        """Brings the symbol's `unscored` state in line with this process's batch, before anything
+        else happens in its context: entries a restore brought back join the batch, ahead of newer
+        trades; entries another symbol's flush emitted are cleared."""
+        if self.models is None:
+            return
+        if symbol not in self.seen:
+            self.seen.add(symbol)
+            ctx.timer_service().register_event_time_timer(END_OF_INPUT)
+            restored = list(self.unscored.get() or ())
+            if restored:
+                self.restored.inc(len(restored))
+                log.info("%s: %d trades held in the micro-batch when the checkpoint was taken are scored now",
+                         symbol, len(restored))
+                self._hold(symbol, restored, ctx)
+        elif symbol in self.emitted:
+            self.unscored.clear()
+        self.emitted.discard(symbol)
+
+    def _hold(self, symbol: str, entries: list, ctx) -> None:
+        self.pending.extend(entries)
+        if symbol not in self.in_batch:
+            self.in_batch.add(symbol)
+            timers = ctx.timer_service()
+            timers.register_processing_time_timer(timers.current_processing_time() + self.detection.iforest_batch_ms)
+
     def _flush(self):
+        """Scores and emits the batch; called in the context of a symbol of the batch (or of one
+        whose entries are all emitted), whose `unscored` state it clears."""
         if not self.pending:
             return
         pending, self.pending = self.pending, []
+        if self.models is not None:
+            self.unscored.clear()
+            self.emitted |= self.in_batch
+            self.in_batch = set()
         model = self.models.current() if self.models is not None else None
         scored = score_batch(model, [features for _, features in pending])
         if model is not None:
@@ -255,6 +384,7 @@ class ApplyCooldown(KeyedProcessFunction):
         self.alerts = alerts
 
     def open(self, runtime_context: RuntimeContext):
+        exit_with_taskmanager()
         self.last_by_method = runtime_context.get_state(
             ValueStateDescriptor("last_anomaly_ms", Types.PICKLED_BYTE_ARRAY()))
         self.cooldown = Cooldown(self.detection.cooldown_seconds)
@@ -297,6 +427,7 @@ class StoreSink(KeyedProcessFunction):
         self.store_config = store
 
     def open(self, runtime_context: RuntimeContext):
+        exit_with_taskmanager()
         from flink_jobs.store import open_store
 
         self.store = open_store(self.store_config)
@@ -310,6 +441,10 @@ class StoreSink(KeyedProcessFunction):
         metrics = runtime_context.get_metrics_group()
         self.rows_written = metrics.counter("rows_written")
         self.batches_written = metrics.counter("batches_written")
+        # At most SINK_BATCH_SIZE plus one scoring batch (records carry up to IFOREST_BATCH_SIZE rows):
+        # a full buffer is inserted before the next record is taken, so a
+        # slow store slows the job down (back-pressure) instead of growing the buffer.
+        metrics.gauge("buffered_rows", lambda: self.buffered)
 
     def process_element(self, record, ctx: KeyedProcessFunction.Context):
         self.buffer.add(record)

@@ -1,7 +1,7 @@
 """Command line of the producer.
 
     python -m producer live [--symbols BTCUSDT,ETHUSDT|*] [--ws-url URL] [--rest-url URL] [--create-topics]
-    python -m producer replay FILE... [--speed max|1|10] [--symbol S] [--create-topic]
+    python -m producer replay FILE... [--speed max|1|10 | --rate N] [--symbol S] [--create-topic]
     python -m producer create-topic [--recreate]
     python -m producer derive --candles F --symbol S --start ISO --end ISO --trades N --seed N --out F
 
@@ -37,6 +37,13 @@ def _speed(text: str) -> float | None:
     return value
 
 
+def _rate(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("rate must be positive")
+    return value
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m producer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,6 +58,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     rp.add_argument("--symbol", help="symbol of CSV files whose name does not say it")
     rp.add_argument("--speed", type=_speed, default=None,
                     help="1 = recorded pace, 10 = ten times faster, max = as fast as possible (default)")
+    rp.add_argument("--rate", type=_rate, metavar="N",
+                    help="N messages per second of wall time, whatever the trade times (overrides --speed)")
     rp.add_argument("--create-topic", action="store_true", help="create the topic first if it is missing")
     rp.add_argument("--recreate-topic", action="store_true", help="delete and create the topic first")
 
@@ -89,7 +98,7 @@ def run_replay(args, kafka) -> int:
     publisher = Publisher(kafka)
     started = time.monotonic()
     try:
-        count = replay(merged_records(args.files, args.symbol), publisher, args.speed)
+        count = replay(merged_records(args.files, args.symbol), publisher, args.speed, rate=args.rate)
     finally:
         publisher.close()
     elapsed = time.monotonic() - started

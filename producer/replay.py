@@ -1,4 +1,5 @@
-"""Replay of recorded trades into Kafka, at recorded speed, N times faster, or as fast as possible."""
+"""Replay of recorded trades into Kafka, at recorded speed, N times faster, at a fixed number of
+messages per second, or as fast as possible."""
 from __future__ import annotations
 
 import heapq
@@ -37,10 +38,30 @@ class Pacer:
             time.sleep(delay)
 
 
+class RatePacer:
+    """Sleeps so that records leave at `rate` per second of wall time, whatever their trade times:
+    inputs whose times do not make a usable pace (files of different days interleaved), and a
+    steady stream to disturb while it flows (docs/reliability.md)."""
+
+    def __init__(self, rate: float):
+        self.interval_s = 1.0 / rate
+        self.sent = 0
+        self.started = 0.0
+
+    def wait_for(self, time_ms: int) -> None:
+        if self.sent == 0:
+            self.started = time.monotonic()
+        delay = self.started + self.sent * self.interval_s - time.monotonic()
+        self.sent += 1
+        if delay > 0:
+            time.sleep(delay)
+
+
 def replay(records: Iterable[Record], publisher: Publisher, speed: float | None,
-           progress_every_s: float = 5.0) -> int:
-    """Publishes every record; logs progress; returns how many were handed to the producer."""
-    pacer = Pacer(speed)
+           progress_every_s: float = 5.0, rate: float | None = None) -> int:
+    """Publishes every record, paced by `rate` (messages per second) when given, else by `speed`;
+    logs progress; returns how many were handed to the producer."""
+    pacer = RatePacer(rate) if rate else Pacer(speed)
     count = 0
     started = last_report = time.monotonic()
     for record in records:

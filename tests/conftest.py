@@ -20,6 +20,15 @@ SAMPLES = os.path.join(PROJECT_DIR, "producer", "samples")
 sys.path.insert(0, PROJECT_DIR)
 
 
+def process_alive(pid: int) -> bool:
+    """True while the process runs; a killed one its parent has not reaped yet (a zombie) is dead."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
 def sample_path(name: str) -> str:
     return os.path.join(SAMPLES, name)
 

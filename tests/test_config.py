@@ -49,6 +49,9 @@ def test_unlisted_symbols_use_the_default_threshold_and_star_accepts_any_symbol(
     ({"SYMBOLS": "BTC-USDT"}, "SYMBOLS"),
     ({"SYMBOLS": ","}, "SYMBOLS"),
     ({"CHECKPOINT_INTERVAL_MS": "0"}, "CHECKPOINT_INTERVAL_MS"),
+    ({"RESTART_STRATEGY": "always"}, "RESTART_STRATEGY"),
+    ({"RESTART_ATTEMPTS": "0"}, "RESTART_ATTEMPTS"),
+    ({"CHECKPOINT_RETENTION": "KEEP"}, "CHECKPOINT_RETENTION"),
 ])
 def test_invalid_settings_fail_with_the_variable_named(env, variable):
     with pytest.raises(ConfigError, match=variable):
@@ -93,3 +96,20 @@ def test_alerts_are_off_until_a_channel_is_configured_and_webhook_secrets_are_ne
     with pytest.raises(ConfigError) as error:
         load({"SLACK_WEBHOOK_URL": "hooks.slack.com/services/T0/B0/sekrit"})
     assert "SLACK_WEBHOOK_URL" in str(error.value) and "sekrit" not in str(error.value)
+
+
+def test_recovery_settings_keep_the_last_checkpoint_and_leave_unset_ones_to_the_cluster():
+    from flink_jobs.anomaly_job import recovery_settings
+
+    assert recovery_settings(load({}).job) == {
+        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION"}
+    fixed = recovery_settings(load({"CHECKPOINT_DIR": "file:///tmp/ck", "RESTART_STRATEGY": "fixed-delay",
+                                    "RESTART_ATTEMPTS": "5", "RESTART_DELAY_MS": "500"}).job)
+    assert fixed == {"execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+                     "execution.checkpointing.storage": "filesystem", "execution.checkpointing.dir": "file:///tmp/ck",
+                     "restart-strategy.type": "fixed-delay", "restart-strategy.fixed-delay.attempts": "5",
+                     "restart-strategy.fixed-delay.delay": "500 ms"}
+    exponential = recovery_settings(load({"RESTART_STRATEGY": "exponential-delay", "RESTART_ATTEMPTS": "7"}).job)
+    assert exponential["restart-strategy.exponential-delay.initial-backoff"] == "2000 ms"
+    assert exponential["restart-strategy.exponential-delay.attempts-before-reset-backoff"] == "7"
+    assert recovery_settings(load({"RESTART_STRATEGY": "none"}).job)["restart-strategy.type"] == "none"

@@ -6,7 +6,7 @@ import zipfile
 import pytest
 
 from flink_jobs.trades import parse_trade
-from producer.replay import Pacer, merged_records
+from producer.replay import Pacer, RatePacer, merged_records
 from producer.sources import SourceError, read_any, symbol_from_filename
 
 from tests.conftest import read_sample_trades, sample_path
@@ -80,13 +80,31 @@ def test_several_files_merge_in_trade_time_order():
     assert [r.time_ms for r in records] == sorted(r.time_ms for r in records)
 
 
-def test_pacer_holds_records_to_their_recorded_spacing_times_the_speed(monkeypatch):
+@pytest.fixture
+def stopped_clock(monkeypatch):
+    """The pacers' clock stands still unless a test moves it; their sleeps are recorded, not slept."""
     clock = {"now": 100.0}
     slept = []
     monkeypatch.setattr("producer.replay.time.monotonic", lambda: clock["now"])
     monkeypatch.setattr("producer.replay.time.sleep", lambda s: slept.append(round(s, 6)))
+    return clock, slept
+
+
+def test_pacer_holds_records_to_their_recorded_spacing_times_the_speed(stopped_clock):
+    _, slept = stopped_clock
     pacer = Pacer(speed=10.0)
     for t in (0, 1000, 3000):
         pacer.wait_for(t)
     assert slept == [0.1, 0.3]
     assert Pacer(None).wait_for(5) is None
+
+
+def test_rate_pacer_spaces_records_evenly_in_wall_time_whatever_their_trade_times(stopped_clock):
+    clock, slept = stopped_clock
+    pacer = RatePacer(rate=4.0)
+    for t in (5_000_000, 0, 86_400_000):   # times out of order and a day apart: no effect
+        pacer.wait_for(t)
+    assert slept == [0.25, 0.5]
+    clock["now"] = 101.0                   # late (a slow send): the next record goes at once
+    pacer.wait_for(0)
+    assert slept == [0.25, 0.5]

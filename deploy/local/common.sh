@@ -12,8 +12,12 @@ die() { log "ERROR: $*"; exit 1; }
 # port_open HOST PORT -> 0 when something accepts TCP connections there.
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+# running PID -> 0 when the process runs: a killed daemon stays a zombie until init reaps it, and
+# kill -0 still succeeds on a zombie.
+running() { kill -0 "$1" 2>/dev/null && ! grep -q '^[^)]*) [ZX]' "/proc/$1/stat" 2>/dev/null; }
+
 # pid_alive PIDFILE -> 0 when the pid file names a running process.
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+pid_alive() { [ -f "$1" ] && running "$(cat "$1")"; }
 
 # wait_for_port HOST PORT SECONDS PIDFILE: waits until the port answers; fails early if the
 # process that should open it has died.
@@ -36,7 +40,7 @@ stop_pid() {
   pid=$(cat "$pidfile")
   kill -TERM "$pid"
   for ((i = 0; i < seconds * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; log "$name stopped (pid $pid)"; return 0; }
+    running "$pid" || { rm -f "$pidfile"; log "$name stopped (pid $pid)"; return 0; }
     sleep 0.1
   done
   log "$name did not stop within ${seconds}s, killing pid $pid"

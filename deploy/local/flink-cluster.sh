@@ -1,17 +1,34 @@
 #!/usr/bin/env bash
 # Local standalone Flink cluster (one JobManager + one TaskManager) on loopback, started with the
-# PyFlink wheel's own scripts (pyflink/bin/start-cluster.sh, stop-cluster.sh, flink).
+# PyFlink wheel's own scripts (pyflink/bin/start-cluster.sh, stop-cluster.sh, taskmanager.sh, flink).
+#
 #   deploy/local/flink-cluster.sh start|stop|status
-#   deploy/local/flink-cluster.sh submit [JOB ARGS...]   # `flink run` flink_jobs/anomaly_job.py, attached;
-#                                                        # exits with flink run's status
-# Config (a copy of pyflink/conf), logs, pid files and temp files live in $RUN_DIR/flink.
-# Environment: FLINK_REST_PORT (8081), FLINK_RPC_PORT (6123), FLINK_TASK_SLOTS (2),
-# FLINK_JM_MEMORY (1g), FLINK_TM_MEMORY (2g), FLINK_TM_METASPACE (512m: every PyFlink job submitted
-# loads its classes again, and Flink's 256m ran out after 7 jobs on one TaskManager),
-# FLINK_JOB_SCRIPT (flink_jobs/anomaly_job.py),
-# FLINK_START_TIMEOUT (60 s), FLINK_RESTART_ATTEMPTS (3; the cluster's restart strategy for jobs
-# that set none: Flink's own default with checkpointing retries for ever, so a job that fails
-# deterministically would keep `submit` waiting for ever).
+#   deploy/local/flink-cluster.sh submit [--detached] [--from PATH] [JOB ARGS...]
+#       `flink run` flink_jobs/anomaly_job.py; attached (exits with flink run's status) unless
+#       --detached (prints the JobID and returns); --from resumes from a savepoint or a retained
+#       checkpoint (flink run -s PATH)
+#   deploy/local/flink-cluster.sh jobs                      # running jobs: JobID : name (RUNNING)
+#   deploy/local/flink-cluster.sh savepoint JOB_ID [DIR]    # a savepoint, the job keeps running; prints its path
+#   deploy/local/flink-cluster.sh stop-with-savepoint JOB_ID [DIR] [--drain]
+#       a savepoint, then the job stops (sources first, nothing in flight is lost); prints its path.
+#       --drain ends the job for good: event time jumps to the end, so bars and buffers are flushed
+#       (to resume later, leave it out)
+#   deploy/local/flink-cluster.sh cancel JOB_ID             # its last checkpoint is kept (CHECKPOINT_RETENTION)
+#   deploy/local/flink-cluster.sh latest-checkpoint [DIR]
+#       the newest completed checkpoint under DIR (default CHECKPOINT_DIR, else the cluster's),
+#       for `submit --from`; exits 1 when there is none
+#   deploy/local/flink-cluster.sh add-taskmanager           # one more TaskManager (a replacement after a
+#                                                           # failure, or more slots)
+#
+# Savepoints go to DIR, else to the cluster's $RUN_DIR/flink/savepoints; checkpoints of jobs that
+# set no CHECKPOINT_DIR to $RUN_DIR/flink/checkpoints. Config (a copy of pyflink/conf), logs, pid
+# files and temp files live in $RUN_DIR/flink.
+# Environment: FLINK_REST_PORT (8081), FLINK_RPC_PORT (6123; the TaskManagers' ports are ephemeral),
+# FLINK_TASK_SLOTS (2), FLINK_JM_MEMORY (1g), FLINK_TM_MEMORY (2g), FLINK_TM_METASPACE (512m: every
+# PyFlink job submitted loads its classes again, and Flink's 256m ran out after 7 jobs on one
+# TaskManager), FLINK_JOB_SCRIPT (flink_jobs/anomaly_job.py), FLINK_START_TIMEOUT (60 s), FLINK_RESTART_ATTEMPTS (3; the cluster's
+# restart strategy for jobs that set none (RESTART_STRATEGY): Flink's own default with checkpointing
+# retries for ever, so a job that fails deterministically would keep `submit` waiting for ever).
 # The job reads its own settings (SYMBOLS, CHDB_PATH, KAFKA_*, ...) from the environment of
 # `submit` (client side) and ships them to the operators; see `python config.py`.
 set -euo pipefail
@@ -55,7 +72,7 @@ alive_pids() {
   local p
   [ -f "$1" ] || return 0
   while read -r p; do
-    [ -n "$p" ] && kill -0 "$p" 2>/dev/null && echo "$p"
+    [ -n "$p" ] && running "$p" && echo "$p"
   done < "$1"
   return 0
 }
@@ -107,6 +124,9 @@ write_config() {
     "restart-strategy.type=fixed-delay" \
     "restart-strategy.fixed-delay.attempts=$FLINK_RESTART_ATTEMPTS" \
     "restart-strategy.fixed-delay.delay=2 s" \
+    "execution.checkpointing.storage=filesystem" \
+    "execution.checkpointing.dir=file://$FLINK_DIR/checkpoints" \
+    "execution.checkpointing.savepoint-dir=file://$FLINK_DIR/savepoints" \
     "io.tmp.dirs=$FLINK_DIR/tmp" \
     "web.tmpdir=$FLINK_DIR/tmp/web" <<'PY'
 import sys
@@ -138,6 +158,11 @@ start() {
   [ -z "$pids" ] || die "partly running (pids $(echo $pids)) but not healthy on port $FLINK_REST_PORT: run '$0 stop' first"
   rm -f "$JM_PIDFILE" "$TM_PIDFILE"   # stale entries would confuse stop-cluster.sh
   for port in "$FLINK_REST_PORT" "$FLINK_RPC_PORT"; do
+    # A JobManager killed a moment ago may still hold its ports while its threads wind down.
+    for ((i = 0; i < 20; i++)); do
+      port_open 127.0.0.1 "$port" || port_open localhost "$port" || break
+      sleep 0.5
+    done
     if port_open 127.0.0.1 "$port" || port_open localhost "$port"; then
       die "port $port is taken by another process; set FLINK_REST_PORT / FLINK_RPC_PORT or stop it"
     fi
@@ -177,10 +202,10 @@ stop() {
   fi
   # Whatever stop-cluster.sh left (e.g. a lost config copy): our pids only, TERM then KILL.
   for p in $pids; do
-    kill -0 "$p" 2>/dev/null || continue
+    running "$p" || continue
     log "stopping leftover pid $p"; kill -TERM "$p" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$p" 2>/dev/null && { log "pid $p did not stop within 15s, killing it"; kill -KILL "$p" 2>/dev/null || true; }
+    for ((i = 0; i < 150; i++)); do running "$p" || break; sleep 0.1; done
+    running "$p" && { log "pid $p did not stop within 15s, killing it"; kill -KILL "$p" 2>/dev/null || true; }
   done
   rm -f "$JM_PIDFILE" "$TM_PIDFILE"
   log "stopped (pids $(echo $pids))"
@@ -206,16 +231,24 @@ sys.exit(0 if o.get("taskmanagers", 0) >= 1 else 1)
   return 1
 }
 
+flink_cli() { "$(pyflink_dir)/bin/flink" "$@"; }
+
 submit() {
-  local pyflink started rc
+  local started rc detached="" from="" mode=attached
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --detached) detached=1; mode=detached; shift ;;
+      --from) [ $# -ge 2 ] || die "--from needs a savepoint or checkpoint path"; from=$2; shift 2 ;;
+      *) break ;;
+    esac
+  done
   healthy || die "no healthy cluster on http://localhost:$FLINK_REST_PORT: run '$0 start' first"
-  pyflink=$(pyflink_dir)
-  log "flink run $JOB_SCRIPT $* (attached, cluster localhost:$FLINK_REST_PORT)"
+  log "flink run $JOB_SCRIPT $* ($mode${from:+, from $from}, cluster localhost:$FLINK_REST_PORT)"
   started=$(now)
   set +e
   # `--` ends flink's own options: everything after it reaches the job's argv unchanged (and a job
   # option that flink also knows, like --parallelism, is not swallowed by the CLI).
-  "$pyflink/bin/flink" run -m "localhost:$FLINK_REST_PORT" \
+  flink_cli run -m "localhost:$FLINK_REST_PORT" ${detached:+-d} ${from:+-s "$from"} \
     -pyexec "$PYTHON" -pyclientexec "$PYTHON" -py "$JOB_SCRIPT" -- "$@"
   rc=$?
   set -e
@@ -223,10 +256,86 @@ submit() {
   return "$rc"
 }
 
+# savepoint_path: the path in the CLI's "Savepoint completed. Path: ..." line, on stdout.
+savepoint_path() { sed -n 's/.*Savepoint completed\. Path: \(.*\)$/\1/p' | tail -n 1; }
+
+savepoint() {
+  local out path
+  [ $# -ge 1 ] || die "usage: $0 savepoint JOB_ID [DIR]"
+  out=$(flink_cli savepoint -m "localhost:$FLINK_REST_PORT" "$1" ${2:+"$2"} 2>&1) || { echo "$out" >&2; die "savepoint of $1 failed"; }
+  path=$(savepoint_path <<<"$out")
+  [ -n "$path" ] || { echo "$out" >&2; die "no savepoint path in the output of flink savepoint"; }
+  log "savepoint of job $1 at $path"
+  echo "$path"
+}
+
+stop_with_savepoint() {
+  local out path drain="" args=()
+  for arg in "$@"; do
+    if [ "$arg" = --drain ]; then drain=1; else args+=("$arg"); fi
+  done
+  [ ${#args[@]} -ge 1 ] || die "usage: $0 stop-with-savepoint JOB_ID [DIR] [--drain]"
+  out=$(flink_cli stop -m "localhost:$FLINK_REST_PORT" ${drain:+--drain} ${args[1]:+--savepointPath "${args[1]}"} \
+        "${args[0]}" 2>&1) || { echo "$out" >&2; die "stop-with-savepoint of ${args[0]} failed"; }
+  path=$(savepoint_path <<<"$out")
+  [ -n "$path" ] || { echo "$out" >&2; die "no savepoint path in the output of flink stop"; }
+  if [ -n "$drain" ]; then
+    log "job ${args[0]} drained and stopped with a savepoint at $path"
+  else
+    log "job ${args[0]} stopped with a savepoint at $path; resume with: $0 submit --from $path"
+  fi
+  echo "$path"
+}
+
+# latest_checkpoint [DIR]: the chk-N directory whose _metadata (written last, when the checkpoint
+# completes) is the newest under DIR/<job id>/; checkpoints still in progress have none.
+latest_checkpoint() {
+  local dir=${1:-${CHECKPOINT_DIR:-file://$FLINK_DIR/checkpoints}} newest
+  dir=${dir#file://}
+  [ -d "$dir" ] || die "no checkpoint directory $dir"
+  newest=$(find "$dir" -mindepth 3 -maxdepth 3 -path '*/chk-*/_metadata' -printf '%T@ %h\n' 2>/dev/null \
+           | sort -n | tail -n 1 | cut -d' ' -f2-)
+  [ -n "$newest" ] || { log "no completed checkpoint under $dir"; return 1; }
+  echo "file://$newest"
+}
+
+# taskmanager_ids: the ResourceIDs of the registered TaskManagers, one per line.
+taskmanager_ids() {
+  "$PYTHON" -c 'import json, sys, urllib.request
+print("\n".join(t["id"] for t in json.load(urllib.request.urlopen(sys.argv[1], timeout=3))["taskmanagers"]))' \
+    "http://localhost:$FLINK_REST_PORT/taskmanagers" 2>/dev/null
+}
+
+add_taskmanager() {
+  local before i id
+  [ -n "$(alive_pids "$JM_PIDFILE")" ] || die "no JobManager running: run '$0 start' first"
+  # By id, not by count: a TaskManager that just died may still be listed, or leave as this one joins.
+  before=$(taskmanager_ids || true)
+  (cd "$FLINK_DIR" && "$(pyflink_dir)/bin/taskmanager.sh" start) 2>&1 | sed 's/^/  taskmanager: /' >&2
+  for ((i = 0; i < FLINK_START_TIMEOUT * 2; i++)); do
+    for id in $(taskmanager_ids || true); do
+      if ! grep -qxF "$id" <<<"$before"; then
+        log "taskmanager $id registered; taskmanager pids $(echo $(alive_pids "$TM_PIDFILE"))"; return 0
+      fi
+    done
+    sleep 0.5
+  done
+  die "no new taskmanager registered within ${FLINK_START_TIMEOUT}s (see $FLINK_LOG_DIR)"
+}
+
+usage() { sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"; }
+
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
   submit) shift; submit "$@" ;;
-  *) echo "usage: $0 start|stop|status|submit [JOB ARGS...]" >&2; exit 2 ;;
+  jobs) flink_cli list -r -m "localhost:$FLINK_REST_PORT" 2>/dev/null | grep ' : ' || true ;;
+  savepoint) shift; savepoint "$@" ;;
+  stop-with-savepoint) shift; stop_with_savepoint "$@" ;;
+  cancel) shift; [ $# -eq 1 ] || die "usage: $0 cancel JOB_ID"; flink_cli cancel -m "localhost:$FLINK_REST_PORT" "$1" ;;
+  latest-checkpoint) shift; latest_checkpoint "$@" ;;
+  add-taskmanager) add_taskmanager ;;
+  -h|--help|help) usage ;;
+  *) usage >&2; exit 2 ;;
 esac

@@ -39,6 +39,9 @@ class AlertSink(KeyedProcessFunction):
         self.alerts = alerts
 
     def open(self, runtime_context: RuntimeContext):
+        from flink_jobs.operators import exit_with_taskmanager
+
+        exit_with_taskmanager()
         self.last_alert_ms = runtime_context.get_state(ValueStateDescriptor("last_alert_ms", Types.LONG()))
         self.policy = AlertPolicy.from_config(self.alerts)
         self.sender = AlertSender(channels_from_config(self.alerts), RetryPolicy.from_config(self.alerts),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -13,12 +15,23 @@ import pytest
 from tests.conftest import PROJECT_DIR
 
 TEST_RUN_DIR = os.path.join(PROJECT_DIR, ".run", "test-stack")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 STACK_ENV = {
     "RUN_DIR": TEST_RUN_DIR,
     "LIB_DIR": os.path.join(PROJECT_DIR, ".run", "lib"),
     "KAFKA_PORT": os.environ.get("TEST_KAFKA_PORT", "19192"),
     "KAFKA_CONTROLLER_PORT": os.environ.get("TEST_KAFKA_CONTROLLER_PORT", "19193"),
     "FLINK_REST_PORT": os.environ.get("TEST_FLINK_REST_PORT", "18081"),
+    # The JobManager's RPC port is the cluster's one other fixed port (the TaskManager's RPC, data
+    # and blob ports are ephemeral): a free one, so that test sessions side by side do not collide.
+    "FLINK_RPC_PORT": os.environ.get("TEST_FLINK_RPC_PORT") or str(free_port()),
 }
 BOOTSTRAP = f"127.0.0.1:{STACK_ENV['KAFKA_PORT']}"
 JOB_TIMEOUT_S = 420
@@ -66,18 +79,25 @@ def trained_model(tmp_path_factory):
     return load(registry)
 
 
-def replayed_planted_input(tmp_path, trained_model, topic_prefix: str, **settings):
-    """The planted input built, replayed into a new topic; returns (expected, job env, store path)."""
+def planted_input(tmp_path, trained_model, topic_prefix: str, **settings):
+    """The planted input built, not yet in Kafka; returns (expected, job env, store path, input file)."""
     from flink_jobs.detectors.iforest import OnnxIsolationForest
     from tests.e2e import planted
 
-    expected = planted.build(str(tmp_path / "planted.jsonl"), OnnxIsolationForest.from_registry(trained_model))
+    path = str(tmp_path / "planted.jsonl")
+    expected = planted.build(path, OnnxIsolationForest.from_registry(trained_model))
     chdb_path = str(tmp_path / "chdb")
     env = stack_env(KAFKA_BOOTSTRAP_SERVERS=BOOTSTRAP, KAFKA_TOPIC=unique(topic_prefix), CHDB_PATH=chdb_path,
                     SINK_BATCH_SIZE=700, IFOREST_BATCH_SIZE=64,
                     MODEL_REGISTRY=os.path.dirname(os.path.dirname(trained_model.onnx_path)),
                     **{**planted.JOB_ENV, **settings})
-    replay = run_python(["-m", "producer", "replay", str(tmp_path / "planted.jsonl"), "--create-topic"], env)
+    return expected, env, chdb_path, path
+
+
+def replayed_planted_input(tmp_path, trained_model, topic_prefix: str, **settings):
+    """The planted input built, replayed into a new topic; returns (expected, job env, store path)."""
+    expected, env, chdb_path, path = planted_input(tmp_path, trained_model, topic_prefix, **settings)
+    replay = run_python(["-m", "producer", "replay", path, "--create-topic"], env)
     assert "failed 0" in replay.stderr
     return expected, env, chdb_path
 
@@ -98,3 +118,31 @@ def run_python(args: list[str], env: dict, timeout: float = JOB_TIMEOUT_S) -> su
 def read_report(path: str) -> dict:
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+def wait_until_consumed(topic: str, group: str, timeout_s: float = 180) -> None:
+    """Until the job's committed offsets (committed on checkpoints) reach the topic's end."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        ends = consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                committed = admin.list_group_offsets(group).get(group, {})
+            except KafkaError as error:  # a new broker creates its offsets topic on first use
+                if not getattr(error, "retriable", False):
+                    raise
+                time.sleep(0.5)
+                continue
+            if all(tp in committed and committed[tp].offset >= ends[tp] for tp in partitions):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"job did not consume {topic} to {ends} within {timeout_s}s")
+    finally:
+        admin.close()
+        consumer.close()

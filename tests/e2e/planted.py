@@ -83,7 +83,15 @@ def build(path: str, model) -> Expected:
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
 
-    cfg = load(JOB_ENV).detection
+    expected.trades, expected.anomalies = reference(lines, JOB_ENV, model)
+    assert len(expected.dead_letters) == len(MALFORMED) + 1
+    return expected
+
+
+def reference(lines: list[str], job_env: dict, model) -> tuple[dict, set]:
+    """(trades per symbol, {(symbol, trade_id, method)}) the job must store for these messages in
+    this order, computed by the plain-Python reference (flink_jobs/detectors/offline.py)."""
+    cfg = load(job_env).detection
     trades = []
     for line in lines:
         try:
@@ -91,8 +99,7 @@ def build(path: str, model) -> Expected:
         except InvalidTrade:
             continue
     scored, anomalies = detect(trades, cfg, model)
+    counts: dict = {}
     for trade, _, _ in scored:
-        expected.trades[trade.symbol] = expected.trades.get(trade.symbol, 0) + 1
-    expected.anomalies = {(a.trade.symbol, a.trade.trade_id, a.method) for a in anomalies}
-    assert len(expected.dead_letters) == len(MALFORMED) + 1
-    return expected
+        counts[trade.symbol] = counts.get(trade.symbol, 0) + 1
+    return counts, {(a.trade.symbol, a.trade.trade_id, a.method) for a in anomalies}

@@ -7,7 +7,6 @@ nothing, unless the bounded buffer's policy drops, and then every drop is counte
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ from producer.live import LiveProducer
 from producer.publisher import create_topic
 from producer.binance_rest import BinanceRest
 from tests.conftest import PROJECT_DIR
-from tests.e2e.conftest import script, stack_env, unique
+from tests.e2e.conftest import free_port, script, stack_env, unique
 from tests.fakebinance import (FakeBinanceRest, FakeBinanceWebSocket, eth_trades, recorded_frames,
                                recorded_trade_frames, trade_frame)
 
@@ -172,12 +171,6 @@ def test_a_broker_that_goes_away_and_comes_back_loses_nothing_and_a_small_buffer
     # every trade is either in the topic once or counted as dropped: nothing lost silently
     assert len(published[small]) + dropped(small) == 1000
     assert small.metrics.value("dropped_total") == dropped(small)   # only trades were dropped
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_live_command_serves_probes_and_metrics_and_flushes_everything_on_sigterm(kafka_broker):

@@ -6,8 +6,6 @@ import sys
 import time
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
 
 from flink_jobs.detectors.iforest import OnnxIsolationForest
 from flink_jobs.trades import InvalidTrade, parse_trade
@@ -16,34 +14,9 @@ from models import registry
 from tests.conftest import PROJECT_DIR
 from tests.e2e import planted
 from tests.e2e.checks import stored
-from tests.e2e.conftest import BOOTSTRAP, run_python, stack_env, unique
+from tests.e2e.conftest import BOOTSTRAP, run_python, stack_env, unique, wait_until_consumed
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_until_consumed(topic: str, group: str, timeout_s: float = 180) -> None:
-    """Until the job's committed offsets (committed on checkpoints) reach the topic's end."""
-    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        ends = consumer.end_offsets(partitions)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                committed = admin.list_group_offsets(group).get(group, {})
-            except KafkaError as error:  # a new broker creates its offsets topic on first use
-                if not getattr(error, "retriable", False):
-                    raise
-                time.sleep(0.5)
-                continue
-            if all(tp in committed and committed[tp].offset >= ends[tp] for tp in partitions):
-                return
-            time.sleep(0.5)
-        raise AssertionError(f"job did not consume {topic} to {ends} within {timeout_s}s")
-    finally:
-        admin.close()
-        consumer.close()
 
 
 def test_job_swaps_to_a_newly_published_model_mid_stream(kafka_broker, trained_model, tmp_path):
