@@ -369,5 +369,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def exit_without_finalizers(code: int) -> None:
+    """Ends the process without Python's interpreter shutdown. In a local MiniCluster the
+    embedded store lived in this process (the sink's thread): after the job had finished and the
+    store was closed, chDB's background threads were seen to crash the interpreter's shutdown
+    (SIGSEGV in a BgSchPool thread of _chdb.abi3.so), turning a complete run into exit status
+    -11. Everything the job wrote is in the store by then; only the exit is cut short."""
+    import atexit
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()  # our own clean-ups (the shipped zip), which os._exit would skip
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_finalizers(main())
