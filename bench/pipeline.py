@@ -197,17 +197,24 @@ def wait_for_running_job(stack: Stack, client: subprocess.Popen, timeout_s: floa
     raise RuntimeError("the job did not start")
 
 
-def latency(stack: Stack, rates: list[int], seconds: float, symbols: int, partitions: int, parallelism: int,
-            job_env: dict) -> list[dict]:
-    """One unbounded job; each rate in turn on its own id range; then the store is read."""
-    topic = "bench-latency"
-    market = load.Market(load.symbol_names(symbols), seed=11)
+def unbounded_job(stack: Stack, name: str, partitions: int, parallelism: int, job_env: dict):
+    """A fresh topic and store, and the job on them from the earliest offset, in the background:
+    (topic, store path, the `flink run` client process)."""
+    topic = f"bench-{name}"
     stack.recreate_topic(topic, partitions)
-    chdb_path = os.path.join(stack.work, "chdb-latency")
+    chdb_path = os.path.join(stack.work, f"chdb-{name}")
     subprocess.run(["rm", "-rf", chdb_path], check=True)
     client = submit(stack, chdb_path, "--topic", topic, "--group-id", f"bench-{time.time_ns()}",
                     "--starting-offsets", "earliest", "--parallelism", str(parallelism),
                     env=dict(stack.env, **job_env), background=True)
+    return topic, chdb_path, client
+
+
+def latency(stack: Stack, rates: list[int], seconds: float, symbols: int, partitions: int, parallelism: int,
+            job_env: dict) -> list[dict]:
+    """One unbounded job; each rate in turn on its own id range; then the store is read."""
+    market = load.Market(load.symbol_names(symbols), seed=11)
+    topic, chdb_path, client = unbounded_job(stack, "latency", partitions, parallelism, job_env)
     runs: list[tuple[int, load.PacedRun, Usage]] = []
     try:
         job_id = wait_for_running_job(stack, client)
@@ -282,13 +289,8 @@ def baseline(stack: Stack, trades: int, symbols: int) -> dict:
 def soak(stack: Stack, minutes: float, rate: int, symbols: int, partitions: int, parallelism: int,
          job_env: dict) -> dict:
     """Memory of every role once a minute while `rate` trades/s flow for `minutes`."""
-    topic = "bench-soak"
     market = load.Market(load.symbol_names(symbols), seed=13)
-    stack.recreate_topic(topic, partitions)
-    chdb_path = os.path.join(stack.work, "chdb-soak")
-    subprocess.run(["rm", "-rf", chdb_path], check=True)
-    client = submit(stack, chdb_path, "--topic", topic, "--group-id", f"bench-{time.time_ns()}",
-                    "--parallelism", str(parallelism), env=dict(stack.env, **job_env), background=True)
+    topic, chdb_path, client = unbounded_job(stack, "soak", partitions, parallelism, job_env)
     series: list[dict] = []
     try:
         job_id = wait_for_running_job(stack, client)
