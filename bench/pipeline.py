@@ -48,6 +48,8 @@ from bench.monitor import Monitor, Usage  # noqa: E402
 
 log = logging.getLogger("bench.pipeline")
 MARK_BEGIN, MARK_END = "<!-- RESULTS BEGIN (bench/pipeline.py) -->", "<!-- RESULTS END -->"
+# The soak has its own section, so that a soak run leaves the other results in place.
+SOAK_BEGIN, SOAK_END = "<!-- SOAK BEGIN (bench/pipeline.py --soak-minutes) -->", "<!-- SOAK END -->"
 
 
 class Stack:
@@ -332,7 +334,8 @@ def machine_facts() -> dict:
 
 def markdown(results: dict, command: str) -> str:
     facts = results["machine"]
-    lines = [MARK_BEGIN, "", f"Command: `{command}`", "",
+    begin, end = (SOAK_BEGIN, SOAK_END) if results.get("soak") else (MARK_BEGIN, MARK_END)
+    lines = [begin, "", f"Command: `{command}`", "",
              f"Machine: {facts['cores']} cores ({facts['cpu']}), {facts['memory_gb']} GB, Python {facts['python']}; "
              f"{facts['date']}; load average {facts['load_average_at_start']} at start, "
              f"{results.get('load_average_at_end')} at end.", ""]
@@ -384,14 +387,17 @@ def markdown(results: dict, command: str) -> str:
             lines.append(f"| {point['minute']} | {point['achieved_rate']:,}/s | "
                          + " | ".join(str(point["rss_mb"].get(r, "-")) for r in roles) + " |")
         lines.append("")
-    lines.append(MARK_END)
+    lines.append(end)
     return "\n".join(lines)
 
 
 def write_section(path: str, section: str) -> None:
+    """Replaces the section (between its markers, the first and last line of `section`) in the
+    file, or appends it."""
     text = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
-    if MARK_BEGIN in text and MARK_END in text:
-        text = text[:text.index(MARK_BEGIN)] + section + text[text.index(MARK_END) + len(MARK_END):]
+    begin, end = section.splitlines()[0], section.splitlines()[-1]
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     with open(path, "w", encoding="utf-8") as handle:

@@ -4,7 +4,7 @@ import json
 
 from bench import load
 from bench.monitor import role_of
-from bench.pipeline import MARK_BEGIN, MARK_END, write_section
+from bench.pipeline import MARK_BEGIN, MARK_END, SOAK_BEGIN, SOAK_END, write_section
 from flink_jobs.trades import parse_trade
 
 
@@ -72,3 +72,12 @@ def test_results_replace_the_section_between_the_markers_and_keep_the_rest(tmp_p
     text = doc.read_text()
     assert "new numbers" in text and "old numbers" not in text
     assert text.startswith("# Performance\n\nintro\n") and text.endswith("## Analysis\nkept\n")
+
+
+def test_a_soak_run_writes_its_own_section_and_leaves_the_results_alone(tmp_path):
+    doc = tmp_path / "performance.md"
+    doc.write_text(f"{MARK_BEGIN}\nthroughput\n{MARK_END}\n\n## Soak\n\n{SOAK_BEGIN}\nold soak\n{SOAK_END}\n")
+    write_section(str(doc), f"{SOAK_BEGIN}\nnew soak\n{SOAK_END}")
+    text = doc.read_text()
+    assert "throughput" in text and "new soak" in text and "old soak" not in text
+
