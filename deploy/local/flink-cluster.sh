@@ -24,7 +24,10 @@
 # set no CHECKPOINT_DIR to $RUN_DIR/flink/checkpoints. Config (a copy of pyflink/conf), logs, pid
 # files and temp files live in $RUN_DIR/flink.
 # Environment: FLINK_REST_PORT (8081), FLINK_RPC_PORT (6123; the TaskManagers' ports are ephemeral),
-# FLINK_TASK_SLOTS (2), FLINK_JM_MEMORY (1g), FLINK_TM_MEMORY (2g), FLINK_JOB_SCRIPT
+# FLINK_TASK_SLOTS (2), FLINK_JM_MEMORY (1g), FLINK_TM_MEMORY (2g), FLINK_TM_METASPACE (256m, Flink's
+# default; each job submitted to a TaskManager keeps about 45 MB of it after it ends, so about the
+# fifth job on one TaskManager fails with OutOfMemoryError: Metaspace: restart the cluster between
+# long series of submissions, or raise it; docs/reliability.md), FLINK_JOB_SCRIPT
 # (flink_jobs/anomaly_job.py), FLINK_START_TIMEOUT (60 s), FLINK_RESTART_ATTEMPTS (3; the cluster's
 # restart strategy for jobs that set none (RESTART_STRATEGY): Flink's own default with checkpointing
 # retries for ever, so a job that fails deterministically would keep `submit` waiting for ever).
@@ -39,6 +42,7 @@ FLINK_RPC_PORT="${FLINK_RPC_PORT:-6123}"
 FLINK_TASK_SLOTS="${FLINK_TASK_SLOTS:-2}"
 FLINK_JM_MEMORY="${FLINK_JM_MEMORY:-1g}"
 FLINK_TM_MEMORY="${FLINK_TM_MEMORY:-2g}"
+FLINK_TM_METASPACE="${FLINK_TM_METASPACE:-256m}"
 FLINK_START_TIMEOUT="${FLINK_START_TIMEOUT:-60}"
 FLINK_RESTART_ATTEMPTS="${FLINK_RESTART_ATTEMPTS:-3}"
 case "$RUN_DIR" in /*) ;; *) RUN_DIR="$PWD/$RUN_DIR" ;; esac   # the daemons run from $FLINK_DIR
@@ -111,6 +115,7 @@ write_config() {
     "taskmanager.host=localhost" \
     "taskmanager.numberOfTaskSlots=$FLINK_TASK_SLOTS" \
     "taskmanager.memory.process.size=$FLINK_TM_MEMORY" \
+    "taskmanager.memory.jvm-metaspace.size=$FLINK_TM_METASPACE" \
     "rest.address=localhost" \
     "rest.bind-address=localhost" \
     "rest.port=$FLINK_REST_PORT" \
