@@ -24,9 +24,11 @@
 # set no CHECKPOINT_DIR to $RUN_DIR/flink/checkpoints. Config (a copy of pyflink/conf), logs, pid
 # files and temp files live in $RUN_DIR/flink.
 # Environment: FLINK_REST_PORT (8081), FLINK_RPC_PORT (6123; the TaskManagers' ports are ephemeral),
-# FLINK_TASK_SLOTS (2), FLINK_JM_MEMORY (1g), FLINK_TM_MEMORY (2g), FLINK_TM_METASPACE (512m: every
-# PyFlink job submitted loads its classes again, and Flink's 256m ran out after 7 jobs on one
-# TaskManager), FLINK_JOB_SCRIPT (flink_jobs/anomaly_job.py), FLINK_START_TIMEOUT (60 s), FLINK_RESTART_ATTEMPTS (3; the cluster's
+# FLINK_TASK_SLOTS (2), FLINK_JM_MEMORY (1g), FLINK_TM_MEMORY (2g), FLINK_TM_METASPACE (512m; Flink's
+# default is 256m, and each PyFlink job submitted to a TaskManager keeps about 45 MB of it after it
+# ends, so about the fifth to seventh job on one TaskManager failed with OutOfMemoryError: Metaspace:
+# raise it, or restart the cluster between long series of submissions; docs/reliability.md),
+# FLINK_JOB_SCRIPT (flink_jobs/anomaly_job.py), FLINK_START_TIMEOUT (60 s), FLINK_RESTART_ATTEMPTS (3; the cluster's
 # restart strategy for jobs that set none (RESTART_STRATEGY): Flink's own default with checkpointing
 # retries for ever, so a job that fails deterministically would keep `submit` waiting for ever).
 # The job reads its own settings (SYMBOLS, CHDB_PATH, KAFKA_*, ...) from the environment of

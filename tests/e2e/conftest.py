@@ -32,6 +32,9 @@ STACK_ENV = {
     # The JobManager's RPC port is the cluster's one other fixed port (the TaskManager's RPC, data
     # and blob ports are ephemeral): a free one, so that test sessions side by side do not collide.
     "FLINK_RPC_PORT": os.environ.get("TEST_FLINK_RPC_PORT") or str(free_port()),
+    # Each job submitted to a TaskManager keeps about 45 MB of metaspace after it ends
+    # (docs/reliability.md); a test session submits up to six to one TaskManager.
+    "FLINK_TM_METASPACE": "512m",
 }
 BOOTSTRAP = f"127.0.0.1:{STACK_ENV['KAFKA_PORT']}"
 JOB_TIMEOUT_S = 420

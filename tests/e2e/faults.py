@@ -86,9 +86,10 @@ class Cluster:
     def rows_written(self, job_id: str) -> float:
         return self.metric(job_id, "store-sink", "store-sink-chdb.rows_written")
 
-    def restarts(self, job_id: str) -> int:
-        values = self.get(f"/jobs/{job_id}/metrics?get=numRestarts")
-        return int(float(values[0]["value"])) if values else 0
+    def failures(self, job_id: str) -> int:
+        """Failures the job recovered from (or not), from its exception history: unlike the
+        numRestarts metric, not refreshed only every 10 s."""
+        return len(self.get(f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"])
 
     def checkpoints(self, job_id: str) -> dict:
         return self.get(f"/jobs/{job_id}/checkpoints")
