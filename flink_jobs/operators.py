@@ -40,6 +40,8 @@ KEYED_TRADE_TYPE = Types.ROW([Types.STRING(), Types.PICKLED_BYTE_ARRAY()])
 PARSED_TYPE = Types.TUPLE([KEYED_TRADE_TYPE, Types.LONG()])
 # Event-time timers at this instant fire only on the final watermark of a bounded input.
 END_OF_INPUT = 2**63 - 1
+
+
 def batch(table: str, rows: list) -> tuple:
     """The record the store sink takes: one table's rows, inserted together."""
     return table, rows
