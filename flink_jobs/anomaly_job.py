@@ -302,10 +302,9 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
     anomalies = (scored.get_side_output(CANDIDATES)
                  .key_by(lambda anomaly: anomaly.trade.symbol)
                  .process(ApplyCooldown(cfg.detection, alerts=cfg.alerts.enabled)).name("cooldown").uid("cooldown"))
-    to_store = [anomalies, dead_letters]
     # chDB allows one owner per directory, so the embedded store gets one writer; a server scales out.
     sink_parallelism = 1 if cfg.store.backend == "chdb" else cfg.job.parallelism
-    (scored.union(*to_store)
+    (scored.union(anomalies, dead_letters)
      .key_by(lambda record: sink_key(record, sink_parallelism))
      .process(StoreSink(cfg.store)).name(f"store-sink-{cfg.store.backend}").uid("store-sink")
      .set_parallelism(sink_parallelism))
