@@ -9,6 +9,7 @@ the two moments are recomputed exactly from the buffer.
 from __future__ import annotations
 
 import math
+from array import array
 
 
 class RollingStats:
@@ -18,7 +19,10 @@ class RollingStats:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
-        self.values: list[float] = []
+        # A float64 array rather than a list: the window is pickled into Flink state at every
+        # commit of a symbol a bundle touched, and an array of 1,000 prices pickles as one bytes
+        # block (about 2 µs) where a list of 1,000 float objects took 15 µs (docs/performance.md).
+        self.values = array("d")
         self.head = 0  # index of the oldest value once the buffer is full
         self.mean = 0.0
         self.m2 = 0.0
@@ -75,4 +79,5 @@ class RollingStats:
         return (self.capacity, self.values, self.head, self.mean, self.m2, self.updates_since_exact)
 
     def __setstate__(self, state):
-        (self.capacity, self.values, self.head, self.mean, self.m2, self.updates_since_exact) = state
+        (self.capacity, values, self.head, self.mean, self.m2, self.updates_since_exact) = state
+        self.values = values if isinstance(values, array) else array("d", values)  # a list before 2026-11
