@@ -12,12 +12,23 @@ from flink_jobs.trades import Trade
 
 # Bar lengths the job builds, seconds (the `interval_s` column of the bars table).
 BAR_INTERVALS_S = (1, 60)
+# Grid of the event-time timers that close a quiet symbol's bars (a trading symbol's close as it
+# trades): a 1-second bar of a symbol that stops trading is written up to this much later. A
+# divisor of every interval above that is longer than it, so a minute bar closes on its own end.
+SWEEP_MS = 10_000
+NEVER = 2**63 - 1
 
 
 def window_start_ms(trade_time_ms: int, interval_s: int) -> int:
     """Start of the tumbling window of `interval_s` seconds holding this instant (epoch-aligned)."""
     size = interval_s * 1000
     return trade_time_ms - trade_time_ms % size
+
+
+def sweep_instant(window_end: int) -> int:
+    """The sweep timer that closes a window ending at `window_end`: the last millisecond of the
+    SWEEP_MS slot holding the window's last millisecond (minute windows: their own last one)."""
+    return ((window_end - 1) // SWEEP_MS + 1) * SWEEP_MS - 1
 
 
 def window_end_ms(start_ms: int, interval_s: int) -> int:
@@ -81,23 +92,26 @@ class OpenBars:
     `add` puts a trade into every bar it belongs to and returns the intervals whose window had
     already closed (the trade is late for those); `close_until` hands out, and forgets, every
     bar whose window ended at or before a watermark. Kept in keyed state, one per symbol.
+
+    When bars close: the operator calls `close_until` with the current watermark whenever the
+    symbol trades (`due` says, in O(1), whether anything has ended), and an event-time timer
+    sweeps the symbol's bars on a SWEEP_MS grid for when it stops trading. One timer per window
+    would be one Python -> Java registration and one timer firing per 1-second bar: with 2,000
+    sparse symbols, about two timer crossings per trade (docs/performance.md). On the grid a
+    symbol has at most one pending timer per SWEEP_MS of event time; `add` returns the instants
+    not yet registered, and `swept` forgets those a timer has fired.
     """
 
-    __slots__ = ("bars", "last_trade_id")
+    __slots__ = ("bars", "next_end", "timers")
 
     def __init__(self):
         self.bars: dict[tuple[int, int], Bar] = {}
-        # The scoring operator drops a repeated or out-of-order trade id as a dead letter; bars
-        # apply the same rule so that they cover exactly the trades the trades table holds.
-        self.last_trade_id = -1
-
-    def is_repeat(self, trade: Trade) -> bool:
-        return trade.trade_id <= self.last_trade_id
+        self.next_end = NEVER   # earliest end of an open window
+        self.timers: set = set()  # sweep instants registered and not fired yet
 
     def add(self, trade: Trade, watermark_ms: int) -> tuple[list[int], list[int]]:
-        """Adds the trade; returns (ends of windows newly opened, intervals it was late for)."""
-        self.last_trade_id = trade.trade_id
-        opened, late = [], []
+        """Adds the trade; returns (sweep timer instants to register, intervals it was late for)."""
+        new_timers, late = [], []
         for interval_s in BAR_INTERVALS_S:
             start = window_start_ms(trade.trade_time_ms, interval_s)
             end = window_end_ms(start, interval_s)
@@ -107,18 +121,38 @@ class OpenBars:
             bar = self.bars.get((interval_s, start))
             if bar is None:
                 self.bars[(interval_s, start)] = Bar(trade)
-                opened.append(end)
+                self.next_end = min(self.next_end, end)
+                sweep = sweep_instant(end)
+                if sweep not in self.timers:
+                    self.timers.add(sweep)
+                    new_timers.append(sweep)
             else:
                 bar.add(trade)
-        return opened, late
+        return new_timers, late
+
+    def due(self, watermark_ms: int) -> bool:
+        """Whether a window has ended at or before the watermark."""
+        return self.next_end - 1 <= watermark_ms
 
     def close_until(self, watermark_ms: int, symbol: str) -> list[tuple]:
         """Rows of every bar whose window ended at or before the watermark, by interval, oldest first."""
+        if not self.due(watermark_ms):
+            return []
         due = sorted(key for key in self.bars if window_end_ms(key[1], key[0]) - 1 <= watermark_ms)
-        return [self.bars.pop(key).row(symbol, key[0], key[1]) for key in due]
+        rows = [self.bars.pop(key).row(symbol, key[0], key[1]) for key in due]
+        self.next_end = min((window_end_ms(start, interval) for interval, start in self.bars), default=NEVER)
+        return rows
+
+    def swept(self, timer_ms: int) -> None:
+        """Forgets the sweep timers at or before `timer_ms` (they have fired)."""
+        self.timers = {t for t in self.timers if t > timer_ms}
 
     def __getstate__(self):
-        return self.bars, self.last_trade_id
+        return self.bars, self.next_end, self.timers
 
     def __setstate__(self, state):
-        self.bars, self.last_trade_id = state
+        if len(state) == 2:  # saved before the sweep grid: (bars, last trade id), one timer per window
+            self.bars, self.timers = state[0], set()
+            self.next_end = min((window_end_ms(start, interval) for interval, start in self.bars), default=NEVER)
+            return
+        self.bars, self.next_end, self.timers = state

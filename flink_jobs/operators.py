@@ -40,6 +40,10 @@ KEYED_TRADE_TYPE = Types.ROW([Types.STRING(), Types.PICKLED_BYTE_ARRAY()])
 PARSED_TYPE = Types.TUPLE([KEYED_TRADE_TYPE, Types.LONG()])
 # Event-time timers at this instant fire only on the final watermark of a bounded input.
 END_OF_INPUT = 2**63 - 1
+# How long after its trade joined a scoring batch a symbol's "sweep" timer fires, at most one
+# pending per symbol (ScoreTrades): it clears entries another symbol's flush emitted and scores
+# entries a restore brought back, for a symbol that does not trade again.
+UNSCORED_SWEEP_MS = 10_000
 
 
 def batch(table: str, rows: list) -> tuple:
@@ -221,23 +225,26 @@ class ScoreTrades(KeyedProcessFunction):
     leave as one ("trades", rows) record. Method candidates (before cooldown) go to the
     CANDIDATES side output; a repeated trade id is a dead letter.
 
-    A waiting trade is also in its symbol's keyed list state `unscored` until its batch is
+    A waiting trade is also in its symbol's keyed state `unscored_batch` (a value state holding
+    the symbol's list, pickled once per bundle rather than once per trade) until its batch is
     emitted. A checkpoint can be taken while a batch waits (the Python worker sees a timer only
     with its next input bundle, up to python.fn-execution.bundle.time later): the checkpoint then
     holds the waiting trades, which a restore puts back at the head of the batch, so they are
     scored and emitted once more instead of being lost with the worker. A batch is emitted in one
-    symbol's context; each other symbol of the batch has its own timer and clears its `unscored`
-    entries at its next timer or trade. Entries a checkpoint caught in between were already
-    emitted: a restore emits them again, and the store's keys and the cooldown absorb the repeat
-    (docs/reliability.md).
+    symbol's context; every other symbol of the batch clears its entries at its next trade or
+    processing-time timer: each has one pending "sweep" timer at most, UNSCORED_SWEEP_MS ahead,
+    which also scores a restored entry of a symbol that does not trade again. (A timer per symbol
+    and batch was about one timer per trade with 2,000 symbols; docs/performance.md.) Entries a
+    checkpoint caught in between were already emitted: a restore emits them again, and the
+    store's keys and the cooldown absorb the repeat (docs/reliability.md).
 
     With `bars`, the same operator keeps the symbol's 1-second and 1-minute OHLCV bars (one
     operator rather than a second keyed stage: every trade crossing into another Python operator
     costs more than the bar update itself; docs/performance.md). A trade joins the open bar of
-    each interval; the first trade of a window registers an event-time timer at the window's last
-    millisecond, and when the watermark passes it the bar is emitted and forgotten. The final
-    watermark of a bounded input fires every remaining timer, so the last windows are flushed at
-    the end of input. A trade behind the watermark for a window that has closed is late: it still
+    each interval. A bar is emitted and forgotten once the watermark has passed its window: at the
+    symbol's next trade, or at the latest when a sweep timer on the bars.SWEEP_MS event-time grid
+    fires (bars.OpenBars). The final watermark of a bounded input fires every remaining timer, so
+    the last windows are flushed at the end of input. A trade behind the watermark for a window that has closed is late: it still
     joins the bars that are open (its minute, often), is counted in `late_trades`, and becomes a
     dead letter (stage "bars") naming the bars it missed. Its row in `trades` is written as usual,
     so the bar can be recomputed from there (sql/queries/bars_from_trades.sql).
@@ -251,8 +258,8 @@ class ScoreTrades(KeyedProcessFunction):
         exit_with_taskmanager()
         self.symbol_state = runtime_context.get_state(
             ValueStateDescriptor("symbol_state", Types.PICKLED_BYTE_ARRAY()))
-        self.unscored = runtime_context.get_list_state(
-            ListStateDescriptor("unscored", Types.PICKLED_BYTE_ARRAY()))
+        self.unscored = runtime_context.get_state(
+            ValueStateDescriptor("unscored_batch", Types.PICKLED_BYTE_ARRAY()))
         self.open_bars = runtime_context.get_state(ValueStateDescriptor("open_bars", Types.PICKLED_BYTE_ARRAY()))
         self.zscore = ZScoreDetector(self.detection)
         self.models = None
@@ -262,9 +269,11 @@ class ScoreTrades(KeyedProcessFunction):
             self.models = ModelWatcher(self.detection.model_registry, self.detection.model_version,
                                        self.detection.model_poll_seconds)
         self.pending: list = []        # (trade, features) of the batch, in arrival order
-        self.in_batch: set = set()     # symbols with trades in the batch (each has a timer)
+        self.in_batch: set = set()     # symbols with trades in the batch
         self.emitted: set = set()      # symbols whose `unscored` entries another symbol's flush emitted
         self.seen: set = set()         # symbols whose `unscored` state this process has taken over
+        self.flush_timer_at = None     # the pending timer that flushes the batch, if any
+        self.sweep_at: dict = {}       # symbol -> its pending sweep timer (processing time)
         metrics = runtime_context.get_metrics_group()
         self.repeats = metrics.counter("repeated_trades")
         self.batches = metrics.counter("scoring_batches")
@@ -289,7 +298,9 @@ class ScoreTrades(KeyedProcessFunction):
             self.pending.append((trade, features))  # z-score alone: nothing to batch, nothing held
             yield from self._flush()
             return
-        self.unscored.add((trade, features))
+        waiting = self.unscored.value() or []
+        waiting.append((trade, features))
+        self.unscored.update(waiting)
         self._hold(trade.symbol, [(trade, features)], ctx)
         if len(self.pending) >= self.detection.iforest_batch_size:
             yield from self._flush()
@@ -297,7 +308,10 @@ class ScoreTrades(KeyedProcessFunction):
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         self._take_over_unscored(ctx.get_current_key(), ctx)
         if ctx.time_domain() == TimeDomain.EVENT_TIME and self.bars:
-            yield from self._close_bars(timestamp, ctx.get_current_key())
+            yield from self._close_bars(timestamp, ctx)
+        if ctx.time_domain() == TimeDomain.PROCESSING_TIME and self.flush_timer_at is not None \
+                and timestamp >= self.flush_timer_at:
+            self.flush_timer_at = None
         if ctx.time_domain() == TimeDomain.PROCESSING_TIME or timestamp == END_OF_INPUT:
             yield from self._flush()
 
@@ -310,7 +324,7 @@ class ScoreTrades(KeyedProcessFunction):
         if symbol not in self.seen:
             self.seen.add(symbol)
             ctx.timer_service().register_event_time_timer(END_OF_INPUT)
-            restored = list(self.unscored.get() or ())
+            restored = list(self.unscored.value() or ())
             if restored:
                 self.restored.inc(len(restored))
                 log.info("%s: %d trades held in the micro-batch when the checkpoint was taken are scored now",
@@ -322,10 +336,17 @@ class ScoreTrades(KeyedProcessFunction):
 
     def _hold(self, symbol: str, entries: list, ctx) -> None:
         self.pending.extend(entries)
-        if symbol not in self.in_batch:
-            self.in_batch.add(symbol)
-            timers = ctx.timer_service()
-            timers.register_processing_time_timer(timers.current_processing_time() + self.detection.iforest_batch_ms)
+        if symbol in self.in_batch:
+            return
+        self.in_batch.add(symbol)
+        timers = ctx.timer_service()
+        now = timers.current_processing_time()
+        if self.flush_timer_at is None:
+            self.flush_timer_at = now + self.detection.iforest_batch_ms
+            timers.register_processing_time_timer(self.flush_timer_at)
+        elif self.sweep_at.get(symbol, -1) < now:
+            self.sweep_at[symbol] = now + UNSCORED_SWEEP_MS
+            timers.register_processing_time_timer(self.sweep_at[symbol])
 
     def _flush(self):
         """Scores and emits the batch; called in the context of a symbol of the batch (or of one
@@ -351,10 +372,14 @@ class ScoreTrades(KeyedProcessFunction):
     def _add_to_bars(self, trade: Trade, ctx: KeyedProcessFunction.Context):
         bars = self.open_bars.value() or OpenBars()
         watermark = ctx.timer_service().current_watermark()
-        opened, late = bars.add(trade, watermark)
+        closed = bars.close_until(watermark, trade.symbol)  # a trading symbol's bars close as it trades
+        timers, late = bars.add(trade, watermark)
         self.open_bars.update(bars)
-        for end in opened:
-            ctx.timer_service().register_event_time_timer(end - 1)
+        for instant in timers:
+            ctx.timer_service().register_event_time_timer(instant)
+        if closed:
+            self.bars_emitted.inc(len(closed))
+            yield batch("bars", closed)
         if late:
             self.late.inc()
             # No watermark in the reason: dead letters are keyed by their reason, and a replay of
@@ -365,13 +390,15 @@ class ScoreTrades(KeyedProcessFunction):
                 log.warning("%s trade %d %s (watermark %d)", trade.symbol, trade.trade_id, reason, watermark)
             yield single(dead_letter("bars", reason, repr(tuple(trade)), trade.symbol, trade.trade_id))
 
-    def _close_bars(self, timestamp: int, symbol: str):
+    def _close_bars(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        """A sweep timer (or the end of input) closes every bar the watermark has passed."""
         bars = self.open_bars.value()
         if bars is None:
             return
-        rows = bars.close_until(timestamp, symbol)
+        bars.swept(timestamp)
+        rows = bars.close_until(max(timestamp, ctx.timer_service().current_watermark()), ctx.get_current_key())
+        self.open_bars.update(bars)
         if rows:
-            self.open_bars.update(bars)
             self.bars_emitted.inc(len(rows))
             yield batch("bars", rows)
 

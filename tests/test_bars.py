@@ -3,7 +3,7 @@ import pickle
 
 import pytest
 
-from flink_jobs.bars import OpenBars, window_start_ms
+from flink_jobs.bars import SWEEP_MS, OpenBars, sweep_instant, window_start_ms
 from flink_jobs.trades import Trade
 
 T0 = 1675329600000  # 2023-02-02 09:20:00.000 UTC, a minute boundary
@@ -33,12 +33,12 @@ def test_a_bar_takes_open_and_close_by_trade_time_not_arrival_and_splits_taker_s
 
 def test_a_trade_behind_the_watermark_joins_only_the_bars_still_open_and_says_which_it_missed():
     bars = OpenBars()
-    opened, late = bars.add(trade(1, 1500, 10.0), watermark_ms=-2**63)
-    assert sorted(opened) == [T0 + 2000, T0 + 60_000] and late == []
+    timers, late = bars.add(trade(1, 1500, 10.0), watermark_ms=-2**63)
+    assert sorted(timers) == [T0 + SWEEP_MS - 1, T0 + 59_999] and late == []
     bars.close_until(T0 + 1999, "ETHUSDT")
     # Watermark past the second [1000, 2000) but inside the minute: late for the 1 s bar only.
-    opened, late = bars.add(trade(2, 1200, 11.0), watermark_ms=T0 + 2500)
-    assert late == [1] and opened == []
+    timers, late = bars.add(trade(2, 1200, 11.0), watermark_ms=T0 + 2500)
+    assert late == [1] and timers == []
     (minute,) = bars.close_until(T0 + 59_999, "ETHUSDT")
     assert minute[10] == 2 and minute[4] == 11.0
     # Past the minute too: late for both, in no bar.
@@ -46,11 +46,30 @@ def test_a_trade_behind_the_watermark_joins_only_the_bars_still_open_and_says_wh
     assert bars.close_until(2**63 - 1, "ETHUSDT") == []
 
 
-def test_repeated_trade_ids_are_recognised_like_the_scoring_operator_does():
+def test_sweep_timers_fall_on_a_coarse_grid_and_are_registered_once_per_instant():
+    assert sweep_instant(T0 + 1000) == T0 + SWEEP_MS - 1            # a second's bar: the end of its slot
+    assert sweep_instant(T0 + SWEEP_MS) == T0 + SWEEP_MS - 1        # ending on the grid: that instant
+    assert sweep_instant(T0 + 60_000) == T0 + 59_999                 # a minute's bar: its own end
     bars = OpenBars()
-    bars.add(trade(7, 0, 1.0), -2**63)
-    assert bars.is_repeat(trade(7, 0, 1.0)) and bars.is_repeat(trade(6, 5, 1.0))
-    assert not bars.is_repeat(trade(8, 5, 1.0))
+    assert sorted(bars.add(trade(1, 100, 10.0), -2**63)[0]) == [T0 + SWEEP_MS - 1, T0 + 59_999]
+    # Eight more seconds of one trade each: eight 1 s bars, not one new timer.
+    for second in range(1, 9):
+        assert bars.add(trade(1 + second, second * 1000, 10.0), -2**63)[0] == []
+    assert bars.add(trade(20, SWEEP_MS + 5, 10.0), -2**63)[0] == [T0 + 2 * SWEEP_MS - 1]
+    bars.swept(T0 + SWEEP_MS - 1)
+    assert bars.timers == {T0 + 2 * SWEEP_MS - 1, T0 + 59_999}
+
+
+def test_bars_close_as_the_symbol_trades_once_the_watermark_passes_them_without_waiting_for_a_timer():
+    bars = OpenBars()
+    bars.add(trade(1, 100, 10.0), -2**63)
+    assert not bars.due(T0 + 998) and bars.close_until(T0 + 998, "ETHUSDT") == []
+    assert bars.due(T0 + 999)
+    (second,) = bars.close_until(T0 + 1500, "ETHUSDT")
+    assert second[1:3] == (1, T0) and not bars.due(T0 + 1500)
+    assert bars.due(T0 + 59_999)
+    (minute,) = bars.close_until(2**63 - 1, "ETHUSDT")
+    assert minute[1:3] == (60, T0) and bars.bars == {} and not bars.due(T0 + 10**12)
 
 
 def test_open_bars_survive_the_pickling_of_flink_state():
@@ -59,5 +78,14 @@ def test_open_bars_survive_the_pickling_of_flink_state():
     restored = pickle.loads(pickle.dumps(bars))
     restored.add(trade(2, 20, 11.0, 1.0), -2**63)
     rows = restored.close_until(2**63 - 1, "ETHUSDT")
-    assert [r[10] for r in rows] == [2, 2] and restored.last_trade_id == 2
+    assert [r[10] for r in rows] == [2, 2] and restored.timers == {T0 + SWEEP_MS - 1, T0 + 59_999}
     assert rows[0][9] == pytest.approx(41.0 / 4.0)
+
+
+def test_open_bars_saved_before_the_sweep_grid_restore_with_their_next_end():
+    bars = OpenBars()
+    bars.add(trade(1, 1500, 10.0), -2**63)
+    legacy = OpenBars.__new__(OpenBars)
+    legacy.__setstate__((bars.bars, 1))  # the earlier state: (bars, last trade id)
+    assert legacy.timers == set() and legacy.next_end == T0 + 2000
+    assert [r[1] for r in legacy.close_until(2**63 - 1, "ETHUSDT")] == [1, 60]
