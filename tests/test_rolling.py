@@ -72,3 +72,20 @@ def test_survives_pickling_mid_stream():
         stats.push(x)
         restored.push(x)
     assert (restored.mean, restored.std, restored.values) == (stats.mean, stats.std, stats.values)
+
+
+def test_rolling_median_keeps_its_sorted_view_equal_to_the_window_through_repeats_and_evictions():
+    import random
+    from statistics import median
+
+    from flink_jobs.features.windows import RollingMedian
+
+    rng = random.Random(11)
+    window = RollingMedian(50)
+    for i in range(2_000):
+        window.push(rng.choice([1.0, 2.0, 2.0, 0.5, rng.lognormvariate(0, 1)]))
+        assert window.ordered == sorted(window.values)
+        assert window.median == median(window.values)
+    restored = RollingMedian.__new__(RollingMedian)
+    restored.__setstate__(window.__getstate__())
+    assert restored.ordered == window.ordered and len(restored) == 50

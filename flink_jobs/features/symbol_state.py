@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from flink_jobs.features.rolling import RollingStats
 from flink_jobs.features.windows import DecayingRate, EventsInLast, RollingMedian, RollingSum
+from flink_jobs.state_pickling import StdlibPickled
 from flink_jobs.trades import Trade
 
 VWAP_WINDOW = 100          # trades in the VWAP the price is compared with
@@ -71,7 +72,7 @@ class TradeFeatures(NamedTuple):
         return list(self[:len(FEATURE_NAMES)])
 
 
-class SymbolState:
+class SymbolState(StdlibPickled):
     __slots__ = ("prices", "returns", "quote_volume", "base_volume", "sizes", "log_sizes", "recent_prices",
                  "rate", "rate_baseline", "signed_size", "abs_size", "return_median", "return_mad",
                  "robust_age", "last_price", "last_trade_id", "last_trade_time_ms", "trades_seen")
@@ -82,7 +83,7 @@ class SymbolState:
         self.quote_volume = RollingSum(VWAP_WINDOW)
         self.base_volume = RollingSum(VWAP_WINDOW)
         self.sizes = RollingMedian(VOLUME_WINDOW)
-        self.log_sizes: deque = deque(maxlen=LOG_SIZE_WINDOW)
+        self.log_sizes = RollingMedian(LOG_SIZE_WINDOW)
         self.recent_prices: deque = deque(maxlen=VELOCITY_WINDOW)  # (time ms, price)
         self.rate = EventsInLast(RATE_SPAN_MS)
         self.rate_baseline = DecayingRate(RATE_BASELINE_TAU_S)
@@ -106,6 +107,10 @@ class SymbolState:
     def __setstate__(self, state):
         for name, value in zip(self.__slots__, state):
             setattr(self, name, value)
+        if isinstance(self.log_sizes, deque):  # saved before log sizes kept their order
+            logs, self.log_sizes = self.log_sizes, RollingMedian(LOG_SIZE_WINDOW)
+            for value in logs:
+                self.log_sizes.push(value)
 
 
 def _robust_z(state: SymbolState, log_return: float) -> float:
@@ -146,7 +151,7 @@ def _volume_z(state: SymbolState, qty: float) -> float:
     30x-median trade is common in XRPETH) where other streams have a light upper tail; a
     median/MAD scale sees only the middle of the distribution and calls both the same.
     """
-    logs = sorted(state.log_sizes)
+    logs = state.log_sizes.ordered
     if len(logs) < 5:
         return 0.0
     median = _median_of_sorted(logs)
@@ -240,7 +245,7 @@ def observe(state: SymbolState, trade: Trade) -> TradeFeatures:
     state.quote_volume.push(price * qty)
     state.base_volume.push(qty)
     state.sizes.push(qty)
-    state.log_sizes.append(math.log(qty))
+    state.log_sizes.push(math.log(qty))
     state.recent_prices.append((trade.trade_time_ms, price))
     state.rate_baseline.add(trade.trade_time_ms)
     state.last_price = price
