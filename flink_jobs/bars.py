@@ -8,6 +8,7 @@ vwap = quote_volume / volume.
 """
 from __future__ import annotations
 
+from flink_jobs.state_pickling import StdlibPickled
 from flink_jobs.trades import Trade
 
 # Bar lengths the job builds, seconds (the `interval_s` column of the bars table).
@@ -86,7 +87,7 @@ class Bar:
             setattr(self, name, value)
 
 
-class OpenBars:
+class OpenBars(StdlibPickled):
     """One symbol's bars whose windows the watermark has not closed yet: {(interval_s, start_ms): Bar}.
 
     `add` puts a trade into every bar it belongs to and returns the intervals whose window had

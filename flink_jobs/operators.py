@@ -26,6 +26,7 @@ from flink_jobs.detectors.base import Anomaly
 from flink_jobs.detectors.methods import Cooldown, candidates, score_batch
 from flink_jobs.detectors.zscore import ZScoreDetector
 from flink_jobs.features.symbol_state import SymbolState, TradeFeatures, observe
+from flink_jobs.state_pickling import StdlibPickledList
 from flink_jobs.trades import InvalidTrade, Trade, dead_letter_raw, parse_trade
 
 log = logging.getLogger(__name__)
@@ -298,7 +299,7 @@ class ScoreTrades(KeyedProcessFunction):
             self.pending.append((trade, features))  # z-score alone: nothing to batch, nothing held
             yield from self._flush()
             return
-        waiting = self.unscored.value() or []
+        waiting = self.unscored.value() or StdlibPickledList()
         waiting.append((trade, features))
         self.unscored.update(waiting)
         self._hold(trade.symbol, [(trade, features)], ctx)
