@@ -261,6 +261,10 @@ class ScoreTrades(KeyedProcessFunction):
             ValueStateDescriptor("symbol_state", Types.PICKLED_BYTE_ARRAY()))
         self.unscored = runtime_context.get_state(
             ValueStateDescriptor("unscored_batch", Types.PICKLED_BYTE_ARRAY()))
+        # The same, as a list state, in savepoints and checkpoints taken before issue 7: read once
+        # per symbol after a restore, so an upgrade scores what the old job left waiting.
+        self.unscored_before = runtime_context.get_list_state(
+            ListStateDescriptor("unscored", Types.PICKLED_BYTE_ARRAY()))
         self.open_bars = runtime_context.get_state(ValueStateDescriptor("open_bars", Types.PICKLED_BYTE_ARRAY()))
         self.zscore = ZScoreDetector(self.detection)
         self.models = None
@@ -270,6 +274,7 @@ class ScoreTrades(KeyedProcessFunction):
             self.models = ModelWatcher(self.detection.model_registry, self.detection.model_version,
                                        self.detection.model_poll_seconds)
         self.pending: list = []        # (trade, features) of the batch, in arrival order
+        self.batch_opened_at = 0.0     # time.monotonic() when the batch got its first trade
         self.in_batch: set = set()     # symbols with trades in the batch
         self.emitted: set = set()      # symbols whose `unscored` entries another symbol's flush emitted
         self.seen: set = set()         # symbols whose `unscored` state this process has taken over
@@ -303,7 +308,10 @@ class ScoreTrades(KeyedProcessFunction):
         waiting.append((trade, features))
         self.unscored.update(waiting)
         self._hold(trade.symbol, [(trade, features)], ctx)
-        if len(self.pending) >= self.detection.iforest_batch_size:
+        # Full, or due: a busy stream flushes here, without waiting for the timer's round trip
+        # through the Java operator (a bundle each way); the timer covers a stream that pauses.
+        if len(self.pending) >= self.detection.iforest_batch_size or \
+                time.monotonic() - self.batch_opened_at >= self.detection.iforest_batch_ms / 1000:
             yield from self._flush()
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
@@ -326,6 +334,11 @@ class ScoreTrades(KeyedProcessFunction):
             self.seen.add(symbol)
             ctx.timer_service().register_event_time_timer(END_OF_INPUT)
             restored = list(self.unscored.value() or ())
+            earlier = list(self.unscored_before.get() or ())
+            if earlier:
+                self.unscored_before.clear()
+                restored = earlier + restored
+                self.unscored.update(StdlibPickledList(restored))
             if restored:
                 self.restored.inc(len(restored))
                 log.info("%s: %d trades held in the micro-batch when the checkpoint was taken are scored now",
@@ -336,6 +349,8 @@ class ScoreTrades(KeyedProcessFunction):
         self.emitted.discard(symbol)
 
     def _hold(self, symbol: str, entries: list, ctx) -> None:
+        if not self.pending:
+            self.batch_opened_at = time.monotonic()
         self.pending.extend(entries)
         if symbol in self.in_batch:
             return
@@ -467,6 +482,7 @@ class StoreSink(KeyedProcessFunction):
             ListStateDescriptor("store_buffer", Types.PICKLED_BYTE_ARRAY()))
         self.buffered = 0  # rows added since the last flush by this process (a restored buffer is
         # flushed by its restored timer)
+        self.first_buffered_at = 0.0  # time.monotonic() of the first of them
         self.timers = FlushTimers(self.store_config.flush_interval_ms)
         metrics = runtime_context.get_metrics_group()
         self.rows_written = metrics.counter("rows_written")
@@ -478,8 +494,12 @@ class StoreSink(KeyedProcessFunction):
 
     def process_element(self, record, ctx: KeyedProcessFunction.Context):
         self.buffer.add(record)
+        if not self.buffered:
+            self.first_buffered_at = time.monotonic()
         self.buffered += len(record[1])
-        if self.buffered >= self.store_config.batch_size:
+        # Full, or due (as in ScoreTrades: a busy stream does not wait for the timer's round trip).
+        if self.buffered >= self.store_config.batch_size or \
+                time.monotonic() - self.first_buffered_at >= self.store_config.flush_interval_ms / 1000:
             self._flush()
         else:
             self.timers.arm(ctx)
