@@ -63,6 +63,9 @@ def fit(matrix: np.ndarray, contamination: float, n_estimators: int, seed: int):
 def to_onnx_bytes(model, n_features: int) -> bytes:
     from skl2onnx import to_onnx
 
+    from models.onnx_export import register
+
+    register()  # the compact IsolationForest graph (models/onnx_export.py)
     sample = np.zeros((1, n_features), dtype=np.float32)
     onnx_model = to_onnx(model, sample, target_opset={"": 17, "ai.onnx.ml": 3})
     return onnx_model.SerializeToString()
