@@ -89,6 +89,7 @@ class PacedRun:
         self.spike_every_s, self.spike_pct = spike_every_s, spike_pct
         self.first_id = first_id
         self.planted: list[tuple[str, int]] = []
+        self.planted_ms: list[int] = []  # each planted trade's send time
         self.sent = 0
         self.elapsed = 0.0
 
@@ -116,6 +117,7 @@ class PacedRun:
                 trade = self.market.trade(symbol, int(time.time() * 1000), spike)
                 if spike:
                     self.planted.append((trade.symbol, trade.trade_id))
+                    self.planted_ms.append(trade.event_time_ms)
                 producer.send(topic, key=symbol.encode(), value=encode(trade))
                 self.sent += 1
         producer.flush()
