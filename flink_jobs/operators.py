@@ -2,8 +2,9 @@
 
 Records between operators are pickled Python objects: Row(symbol, the Trade's fields as a plain
 tuple) after parsing, Anomaly tuples between scoring and cooldown, and ("table", [row, ...])
-batches addressed to the store, where each row follows store.TABLE_COLUMNS[table]. Rows travel to the store in batches because every
-record that crosses between Java and a Python operator has a fixed cost (docs/performance.md).
+batches addressed to the store, where each row follows store.TABLE_COLUMNS[table]. Rows travel
+to the store in batches because every record that crosses between Java and a Python operator
+has a fixed cost (docs/performance.md).
 """
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ DEAD_LETTERS = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
 CANDIDATES = OutputTag("anomaly-candidates", Types.PICKLED_BYTE_ARRAY())
 # Anomalies after cooldown, as alerts.message.Alert records, when alerts are on.
 ALERTS = OutputTag("alerts", Types.PICKLED_BYTE_ARRAY())
-# ParseTrades emits (Row(symbol, trade fields), trade time ms): the Java timestamp assigner reads the second
-# field, and the Java key selector the symbol, so no Python operator sits between parsing and scoring.
+# ParseTrades emits (Row(symbol, trade fields), trade time ms): the Java timestamp assigner reads
+# the second field, and the Java key selector the symbol, so no Python operator sits between
+# parsing and scoring.
 KEYED_TRADE_TYPE = Types.ROW([Types.STRING(), Types.PICKLED_BYTE_ARRAY()])
 PARSED_TYPE = Types.TUPLE([KEYED_TRADE_TYPE, Types.LONG()])
 # Event-time timers at this instant fire only on the final watermark of a bounded input.
@@ -247,10 +249,11 @@ class ScoreTrades(KeyedProcessFunction):
     each interval. A bar is emitted and forgotten once the watermark has passed its window: at the
     symbol's next trade, or at the latest when a sweep timer on the bars.SWEEP_MS event-time grid
     fires (bars.OpenBars). The final watermark of a bounded input fires every remaining timer, so
-    the last windows are flushed at the end of input. A trade behind the watermark for a window that has closed is late: it still
-    joins the bars that are open (its minute, often), is counted in `late_trades`, and becomes a
-    dead letter (stage "bars") naming the bars it missed. Its row in `trades` is written as usual,
-    so the bar can be recomputed from there (sql/queries/bars_from_trades.sql).
+    the last windows are flushed at the end of input. A trade behind the watermark for a window
+    that has closed is late: it still joins the bars that are open (its minute, often), is
+    counted in `late_trades`, and becomes a dead letter (stage "bars") naming the bars it missed.
+    Its row in `trades` is written as usual, so the bar can be recomputed from there
+    (sql/queries/bars_from_trades.sql).
     """
 
     def __init__(self, detection: DetectionConfig, bars: bool = True):
