@@ -342,6 +342,14 @@ def machine_facts() -> dict:
             .strftime("%Y-%m-%d %H:%M UTC"), "load_average_at_start": round(os.getloadavg()[0], 2)}
 
 
+def ms(value) -> str:
+    """A latency cell: '-' when nothing was measured (ClickHouse gives nan for a quantile of no
+    rows, and 0 for their max)."""
+    if value is None or value != value or (value == 0 and not isinstance(value, float)):
+        return "-"
+    return f"{value:,.0f}"
+
+
 def markdown(results: dict, command: str) -> str:
     facts = results["machine"]
     begin, end = (SOAK_BEGIN, SOAK_END) if results.get("soak") else (MARK_BEGIN, MARK_END)
@@ -376,8 +384,8 @@ def markdown(results: dict, command: str) -> str:
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in results["latency"]:
             lines.append(f"| {r['rate']:,}/s | {r['achieved_rate']:,}/s | {r['stored']:,} / {r['sent']:,} | "
-                         f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | **{r['p99_ms']:.0f}** | {r['max_ms']:,} | "
-                         f"{r.get('settling_max_ms') or 0:,} | "
+                         f"{ms(r['p50_ms'])} | {ms(r['p95_ms'])} | **{ms(r['p99_ms'])}** | {ms(r['max_ms'])} | "
+                         f"{ms(r.get('settling_max_ms'))} | "
                          f"{r['planted_detected']} / {r['planted']} | {r['anomaly_p50_ms']} / {r['anomaly_max_ms']} |")
         lines.append("")
     runs = [(f"throughput, {t['symbols']:,} symbols", t["usage"]) for t in results.get("throughput", [])]
