@@ -141,8 +141,11 @@ class OpenBars(StdlibPickled):
             return []
         due = sorted(key for key in self.bars if window_end_ms(key[1], key[0]) - 1 <= watermark_ms)
         rows = [self.bars.pop(key).row(symbol, key[0], key[1]) for key in due]
-        self.next_end = min((window_end_ms(start, interval) for interval, start in self.bars), default=NEVER)
+        self.next_end = self._earliest_end()
         return rows
+
+    def _earliest_end(self) -> int:
+        return min((window_end_ms(start, interval) for interval, start in self.bars), default=NEVER)
 
     def swept(self, timer_ms: int) -> None:
         """Forgets the sweep timers at or before `timer_ms` (they have fired)."""
@@ -154,6 +157,6 @@ class OpenBars(StdlibPickled):
     def __setstate__(self, state):
         if len(state) == 2:  # saved before the sweep grid: (bars, last trade id), one timer per window
             self.bars, self.timers = state[0], set()
-            self.next_end = min((window_end_ms(start, interval) for interval, start in self.bars), default=NEVER)
+            self.next_end = self._earliest_end()
             return
         self.bars, self.next_end, self.timers = state
