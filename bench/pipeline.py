@@ -252,7 +252,8 @@ def latency(stack: Stack, rates: list[int], seconds: float, symbols: int, partit
     for rate, run, since_ms, usage in runs:
         low, high = run.first_id, run.first_id + 100_000_000
         trades = store_counts(chdb_path, """
-            SELECT count() AS rows, quantilesIf(0.5, 0.95, 0.99)(ms, measured) AS q, maxIf(ms, measured) AS max_ms,
+            SELECT count() AS rows, countIf(measured) AS measured_rows,
+                   quantilesIf(0.5, 0.95, 0.99)(ms, measured) AS q, maxIf(ms, measured) AS max_ms,
                    maxIf(ms, NOT measured) AS settling_max_ms
             FROM (SELECT toUnixTimestamp64Milli(ingested_at) - toUnixTimestamp64Milli(event_time) AS ms,
                          toUnixTimestamp64Milli(event_time) >= {since:Int64} AS measured
@@ -269,7 +270,8 @@ def latency(stack: Stack, rates: list[int], seconds: float, symbols: int, partit
         results.append({
             "rate": rate, "sent": run.sent, "achieved_rate": round(run.achieved_rate), "stored": trades["rows"],
             "p50_ms": trades["q"][0], "p95_ms": trades["q"][1], "p99_ms": trades["q"][2], "max_ms": trades["max_ms"],
-            "settle_s": settle_s, "settling_max_ms": trades["settling_max_ms"],
+            "measured_rows": trades["measured_rows"], "settle_s": settle_s,
+            "settling_max_ms": trades["settling_max_ms"],
             "planted": len(planted), "planted_detected": len(planted_ms),
             "anomaly_p50_ms": percentile(planted_ms, 0.5), "anomaly_max_ms": planted_ms[-1] if planted_ms else None,
             "usage": summarize(usage)})
@@ -343,11 +345,8 @@ def machine_facts() -> dict:
 
 
 def ms(value) -> str:
-    """A latency cell: '-' when nothing was measured (ClickHouse gives nan for a quantile of no
-    rows, and 0 for their max)."""
-    if value is None or value != value or (value == 0 and not isinstance(value, float)):
-        return "-"
-    return f"{value:,.0f}"
+    """A latency cell, '-' for none."""
+    return "-" if value is None else f"{value:,.0f}"
 
 
 def markdown(results: dict, command: str) -> str:
@@ -383,9 +382,13 @@ def markdown(results: dict, command: str) -> str:
                   "max ms while settling | planted spikes found | anomaly latency p50 / max ms |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in results["latency"]:
+            # No row sent after the settling period stored: ClickHouse gives nan quantiles and a 0 max.
+            measured = r.get("measured_rows", r["stored"]) > 0
+            p50, p95, p99, top = ((r["p50_ms"], r["p95_ms"], r["p99_ms"], r["max_ms"]) if measured
+                                  else (None, None, None, None))
             lines.append(f"| {r['rate']:,}/s | {r['achieved_rate']:,}/s | {r['stored']:,} / {r['sent']:,} | "
-                         f"{ms(r['p50_ms'])} | {ms(r['p95_ms'])} | **{ms(r['p99_ms'])}** | {ms(r['max_ms'])} | "
-                         f"{ms(r.get('settling_max_ms'))} | "
+                         f"{ms(p50)} | {ms(p95)} | **{ms(p99)}** | {ms(top)} | "
+                         f"{ms(r.get('settling_max_ms')) if r.get('settle_s') else '-'} | "
                          f"{r['planted_detected']} / {r['planted']} | {r['anomaly_p50_ms']} / {r['anomaly_max_ms']} |")
         lines.append("")
     runs = [(f"throughput, {t['symbols']:,} symbols", t["usage"]) for t in results.get("throughput", [])]

@@ -88,9 +88,11 @@ def test_a_latency_run_with_no_measured_rows_shows_dashes_not_nan():
 
     usage = {"peak_rss_mb": {}, "cpu_s": {}}
     row = {"rate": 20_000, "achieved_rate": 17_592, "stored": 161_984, "sent": 1_500_000, "p50_ms": float("nan"),
-           "p95_ms": float("nan"), "p99_ms": float("nan"), "max_ms": 0, "settle_s": 45, "settling_max_ms": 88_219,
+           "p95_ms": float("nan"), "p99_ms": float("nan"), "max_ms": 0, "measured_rows": 0, "settle_s": 45,
+           "settling_max_ms": 88_219,
            "planted_detected": 0, "planted": 9, "anomaly_p50_ms": None, "anomaly_max_ms": None, "usage": usage}
-    measured = dict(row, rate=1_000, p50_ms=362.0, p95_ms=529.0, p99_ms=611.4, max_ms=718, settling_max_ms=1_973)
+    measured = dict(row, rate=1_000, measured_rows=45_000, p50_ms=362.0, p95_ms=529.0, p99_ms=611.4, max_ms=718,
+                    settling_max_ms=1_973)
     text = markdown({"machine": {"cores": 2, "cpu": "x", "memory_gb": 1, "python": "3", "date": "d",
                                  "load_average_at_start": 0}, "latency": [measured, row]}, "cmd")
     lines = [line for line in text.splitlines() if line.startswith("| 1,000/s") or line.startswith("| 20,000/s")]
