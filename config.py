@@ -241,9 +241,9 @@ class JobConfig:
         minimum=1, maximum=3_600_000)
     python_state_cache_size: int = setting(
         "PYTHON_STATE_CACHE_SIZE", 20_000,
-        "Keyed-state entries a Python worker keeps deserialized (python.state.cache-size; four per symbol: "
-        "features, open bars, waiting trades and their pre-issue-7 list). Flink's default, 1000, thrashes past "
-        "250 symbols: every trade then reads and writes its state through Java",
+        "Keyed-state entries a Python worker keeps deserialized (python.state.cache-size; one per symbol for "
+        "scoring, one more per symbol with anomalies for the cooldown). Flink's default, 1000, thrashes past "
+        "about 1,000 symbols a worker: every trade then reads and writes its state through Java",
         minimum=0, maximum=10_000_000)
     buffer_timeout_ms: int = setting(
         "FLINK_BUFFER_TIMEOUT_MS", 100,

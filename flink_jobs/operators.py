@@ -27,7 +27,7 @@ from flink_jobs.detectors.base import Anomaly
 from flink_jobs.detectors.methods import Cooldown, candidates, score_batch
 from flink_jobs.detectors.zscore import ZScoreDetector
 from flink_jobs.features.symbol_state import SymbolState, TradeFeatures, observe
-from flink_jobs.state_pickling import StdlibPickledList
+from flink_jobs.scoring_state import STATE_NAME, EarlierLayout, SymbolRecord
 from flink_jobs.trades import InvalidTrade, Trade, dead_letter_raw, parse_trade
 
 log = logging.getLogger(__name__)
@@ -223,21 +223,21 @@ class ParseTrades(ProcessFunction):
 class ScoreTrades(KeyedProcessFunction):
     """Per symbol: features from keyed state, the bars, and (per subtask) the methods in micro-batches.
 
-    Features are computed and the symbol's state updated as each trade arrives. The trade then
+    All of a symbol's state is one keyed value, its SymbolRecord (features, open bars, waiting
+    trades; flink_jobs/scoring_state.py): PyFlink's costs are per state and key, not per byte.
+    Features are computed and the symbol's record updated as each trade arrives. The trade then
     waits in a micro-batch shared by all symbols of the subtask, scored by one ONNX call when it
     holds IFOREST_BATCH_SIZE trades, when the processing-time timer IFOREST_BATCH_MS after a
     symbol's first trade in the batch fires, or at the end of a bounded input; the batch's rows
     leave as one ("trades", rows) record. Method candidates (before cooldown) go to the
     CANDIDATES side output; a repeated trade id is a dead letter.
 
-    A waiting trade is also in its symbol's keyed state `unscored_batch` (a value state holding
-    the symbol's list, pickled once per bundle rather than once per trade) until its batch is
-    emitted. A checkpoint can be taken while a batch waits (the Python worker sees a timer only
+    A waiting trade is also in its symbol's record until its batch is emitted. A checkpoint can be taken while a batch waits (the Python worker sees a timer only
     with its next input bundle, up to python.fn-execution.bundle.time later): the checkpoint then
     holds the waiting trades, which a restore puts back at the head of the batch, so they are
     scored and emitted once more instead of being lost with the worker. A batch is emitted in one
     symbol's context; every other symbol of the batch clears its entries at its next trade or
-    processing-time timer: each has one pending "sweep" timer at most, UNSCORED_SWEEP_MS ahead,
+    processing-time timer (its record's `waiting`): each has one pending "sweep" timer at most, UNSCORED_SWEEP_MS ahead,
     which also scores a restored entry of a symbol that does not trade again. (A timer per symbol
     and batch was about one timer per trade with 2,000 symbols; docs/performance.md.) Entries a
     checkpoint caught in between were already emitted: a restore emits them again, and the
@@ -262,15 +262,9 @@ class ScoreTrades(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext):
         exit_with_taskmanager()
-        self.symbol_state = runtime_context.get_state(
-            ValueStateDescriptor("symbol_state", Types.PICKLED_BYTE_ARRAY()))
-        self.unscored = runtime_context.get_state(
-            ValueStateDescriptor("unscored_batch", Types.PICKLED_BYTE_ARRAY()))
-        # The same, as a list state, in savepoints and checkpoints taken before issue 7: read once
-        # per symbol after a restore, so an upgrade scores what the old job left waiting.
-        self.unscored_before = runtime_context.get_list_state(
-            ListStateDescriptor("unscored", Types.PICKLED_BYTE_ARRAY()))
-        self.open_bars = runtime_context.get_state(ValueStateDescriptor("open_bars", Types.PICKLED_BYTE_ARRAY()))
+        self.runtime_context = runtime_context
+        self.records = runtime_context.get_state(ValueStateDescriptor(STATE_NAME, Types.PICKLED_BYTE_ARRAY()))
+        self.earlier_layout = None  # registered when a savepoint of an earlier version shows (scoring_state.py)
         self.zscore = ZScoreDetector(self.detection)
         self.models = None
         if self.detection.needs_model:
@@ -289,70 +283,87 @@ class ScoreTrades(KeyedProcessFunction):
         self.repeats = metrics.counter("repeated_trades")
         self.batches = metrics.counter("scoring_batches")
         self.restored = metrics.counter("restored_unscored_trades")
+        self.upgraded = metrics.counter("symbols_upgraded_from_earlier_state")
         self.late = metrics.counter("late_trades")
         self.bars_emitted = metrics.counter("bars_emitted")
         self.sampled_log = _SampledLog()
 
     def process_element(self, fields: tuple, ctx: KeyedProcessFunction.Context):
         trade = Trade._make(fields)  # ParseTrades sends a plain tuple
-        self._take_over_unscored(trade.symbol, ctx)
-        state = self.symbol_state.value() or SymbolState(self.detection.window_size)
+        record, _ = self._record(trade.symbol, ctx)
+        yield from self._score(trade, record, ctx)
+        self.records.update(record)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        record, changed = self._record(ctx.get_current_key(), ctx)
+        if ctx.time_domain() == TimeDomain.EVENT_TIME and self.bars and record.bars is not None:
+            yield from self._close_bars(timestamp, record.bars, ctx)
+            changed = True
+        if ctx.time_domain() == TimeDomain.PROCESSING_TIME and self.flush_timer_at is not None \
+                and timestamp >= self.flush_timer_at:
+            self.flush_timer_at = None
+        if ctx.time_domain() == TimeDomain.PROCESSING_TIME or timestamp == END_OF_INPUT:
+            had_waiting = bool(record.waiting)
+            yield from self._flush(record)
+            changed = changed or (had_waiting and not record.waiting)
+        if changed:
+            self.records.update(record)
+
+    def _score(self, trade: Trade, record: SymbolRecord, ctx: KeyedProcessFunction.Context):
+        if record.features is None:
+            record.features = SymbolState(self.detection.window_size)
+        state = record.features
         if state.is_replay_of_seen_trade(trade):
             self.repeats.inc()
             reason = f"repeated or out-of-order trade id: {trade.trade_id} (last seen {state.last_trade_id})"
             yield single(dead_letter("detect", reason, repr(tuple(trade)), trade.symbol, trade.trade_id))
             return
         features = observe(state, trade)
-        self.symbol_state.update(state)
         if self.bars:
-            yield from self._add_to_bars(trade, ctx)
+            yield from self._add_to_bars(trade, record, ctx)
         if self.models is None:
             self.pending.append((trade, features))  # z-score alone: nothing to batch, nothing held
-            yield from self._flush()
+            yield from self._flush(record)
             return
-        waiting = self.unscored.value() or StdlibPickledList()
-        waiting.append((trade, features))
-        self.unscored.update(waiting)
+        record.waiting.append((trade, features))
         self._hold(trade.symbol, [(trade, features)], ctx)
         # Full, or due: a busy stream flushes here, without waiting for the timer's round trip
         # through the Java operator (a bundle each way); the timer covers a stream that pauses.
         if len(self.pending) >= self.detection.iforest_batch_size or \
                 time.monotonic() - self.batch_opened_at >= self.detection.iforest_batch_ms / 1000:
-            yield from self._flush()
+            yield from self._flush(record)
 
-    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        self._take_over_unscored(ctx.get_current_key(), ctx)
-        if ctx.time_domain() == TimeDomain.EVENT_TIME and self.bars:
-            yield from self._close_bars(timestamp, ctx)
-        if ctx.time_domain() == TimeDomain.PROCESSING_TIME and self.flush_timer_at is not None \
-                and timestamp >= self.flush_timer_at:
-            self.flush_timer_at = None
-        if ctx.time_domain() == TimeDomain.PROCESSING_TIME or timestamp == END_OF_INPUT:
-            yield from self._flush()
-
-    def _take_over_unscored(self, symbol: str, ctx) -> None:
-        """Brings the symbol's `unscored` state in line with this process's batch, before anything
-        else happens in its context: entries a restore brought back join the batch, ahead of newer
-        trades; entries another symbol's flush emitted are cleared."""
-        if self.models is None:
-            return
+    def _record(self, symbol: str, ctx) -> tuple[SymbolRecord, bool]:
+        """The symbol's record, brought in line with this process's batch before anything else
+        happens in its context, and whether that changed it: waiting trades a restore brought back
+        join the batch, ahead of newer trades; waiting trades another symbol's flush emitted are
+        dropped from it."""
+        record, changed = self.records.value() or SymbolRecord(), False
+        if isinstance(record, SymbolState):
+            record, changed = self._from_earlier_layout(symbol, record), True
         if symbol not in self.seen:
             self.seen.add(symbol)
-            ctx.timer_service().register_event_time_timer(END_OF_INPUT)
-            restored = list(self.unscored.value() or ())
-            earlier = list(self.unscored_before.get() or ())
-            if earlier:
-                self.unscored_before.clear()
-                restored = earlier + restored
-                self.unscored.update(StdlibPickledList(restored))
-            if restored:
-                self.restored.inc(len(restored))
-                log.info("%s: %d trades held in the micro-batch when the checkpoint was taken are scored now",
-                         symbol, len(restored))
-                self._hold(symbol, restored, ctx)
+            if self.models is not None:
+                ctx.timer_service().register_event_time_timer(END_OF_INPUT)
+                if record.waiting:
+                    self.restored.inc(len(record.waiting))
+                    log.info("%s: %d trades held in the micro-batch when the checkpoint was taken are scored now",
+                             symbol, len(record.waiting))
+                    self._hold(symbol, list(record.waiting), ctx)
         elif symbol in self.emitted:
-            self.unscored.clear()
+            record.waiting = []
+            changed = True
         self.emitted.discard(symbol)
+        return record, changed
+
+    def _from_earlier_layout(self, symbol: str, features: SymbolState) -> SymbolRecord:
+        if self.earlier_layout is None:
+            self.earlier_layout = EarlierLayout(self.runtime_context)
+            log.info("keyed state of an earlier version (four states per symbol): taken over symbol by symbol")
+        record = self.earlier_layout.take(features)
+        self.upgraded.inc()
+        log.debug("%s: state of an earlier version taken over, %d trades waiting", symbol, len(record.waiting))
+        return record
 
     def _hold(self, symbol: str, entries: list, ctx) -> None:
         if not self.pending:
@@ -370,14 +381,14 @@ class ScoreTrades(KeyedProcessFunction):
             self.sweep_at[symbol] = now + UNSCORED_SWEEP_MS
             timers.register_processing_time_timer(self.sweep_at[symbol])
 
-    def _flush(self):
+    def _flush(self, record: SymbolRecord):
         """Scores and emits the batch; called in the context of a symbol of the batch (or of one
-        whose entries are all emitted), whose `unscored` state it clears."""
+        whose entries are all emitted), whose waiting trades it clears from `record`."""
         if not self.pending:
             return
         pending, self.pending = self.pending, []
         if self.models is not None:
-            self.unscored.clear()
+            record.waiting = []
             self.emitted |= self.in_batch
             self.in_batch = set()
         model = self.models.current() if self.models is not None else None
@@ -391,12 +402,13 @@ class ScoreTrades(KeyedProcessFunction):
                 yield CANDIDATES, anomaly
         yield batch("trades", rows)
 
-    def _add_to_bars(self, trade: Trade, ctx: KeyedProcessFunction.Context):
-        bars = self.open_bars.value() or OpenBars()
+    def _add_to_bars(self, trade: Trade, record: SymbolRecord, ctx: KeyedProcessFunction.Context):
+        if record.bars is None:
+            record.bars = OpenBars()
+        bars = record.bars
         watermark = ctx.timer_service().current_watermark()
         closed = bars.close_until(watermark, trade.symbol)  # a trading symbol's bars close as it trades
         timers, late = bars.add(trade, watermark)
-        self.open_bars.update(bars)
         for instant in timers:
             ctx.timer_service().register_event_time_timer(instant)
         if closed:
@@ -412,14 +424,10 @@ class ScoreTrades(KeyedProcessFunction):
                 log.warning("%s trade %d %s (watermark %d)", trade.symbol, trade.trade_id, reason, watermark)
             yield single(dead_letter("bars", reason, repr(tuple(trade)), trade.symbol, trade.trade_id))
 
-    def _close_bars(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+    def _close_bars(self, timestamp: int, bars: OpenBars, ctx: KeyedProcessFunction.OnTimerContext):
         """A sweep timer (or the end of input) closes every bar the watermark has passed."""
-        bars = self.open_bars.value()
-        if bars is None:
-            return
         bars.swept(timestamp)
         rows = bars.close_until(max(timestamp, ctx.timer_service().current_watermark()), ctx.get_current_key())
-        self.open_bars.update(bars)
         if rows:
             self.bars_emitted.inc(len(rows))
             yield batch("bars", rows)

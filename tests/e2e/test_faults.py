@@ -1,6 +1,6 @@
 """Faults during processing, on the real broker and a real standalone Flink cluster (`flink run`):
-a TaskManager killed, the whole cluster killed, a stop with a savepoint, the broker killed, and a
-slow store. Each time every trade must be in the store exactly once by (symbol, trade id), every
+a TaskManager killed, the whole cluster killed, a stop with a savepoint, the broker killed, a
+slow store, and an upgrade from a savepoint of the earlier state layout. Each time every trade must be in the store exactly once by (symbol, trade id), every
 bad message a dead letter, and the anomalies those of a run without failures: the plain-Python
 reference (flink_jobs/detectors/offline.py), which the failure-free runs of
 test_pipeline_minicluster.py and test_pipeline_standalone.py match exactly on the same input.
@@ -9,12 +9,13 @@ The input is the planted one (real ETHUSDT and XRPETH trades, spikes, 14 malform
 repeat) produced at a steady RATE while the job runs unbounded, so the fault lands mid-stream:
 after a checkpoint has completed and the store has rows, with the producer still sending.
 Numbers: docs/reliability.md. `make test` runs the TaskManager kill and the savepoint; `make
-test-faults` runs all five (about 7 minutes on 2 cores)."""
+test-faults` runs all six (about 9 minutes on 2 cores)."""
 from __future__ import annotations
 
 import json
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -24,7 +25,7 @@ from flink_jobs.store import open_store
 from producer.derive import epoch_ms, derive_trades, read_candles, write_binance_csv
 from producer.replay import merged_records
 
-from tests.conftest import sample_path
+from tests.conftest import PROJECT_DIR, sample_path
 from tests.e2e import planted
 from tests.e2e.checks import assert_store_holds_exactly
 from tests.e2e.conftest import BOOTSTRAP, TEST_RUN_DIR, planted_input, run_python, script, stack_env, unique
@@ -46,12 +47,13 @@ def cluster(flink_cluster):
     return cluster
 
 
-def run_with_fault(fault, cluster: Cluster, trained_model, tmp_path, prefix: str) -> dict:
+def run_with_fault(fault, cluster: Cluster, trained_model, tmp_path, prefix: str, **first_job_env) -> dict:
     """Runs the planted input through the job while `fault(cluster, job, env)` strikes mid-stream;
     the fault returns the id of the job that carries on and what it measured. Asserts the store
-    holds exactly what a run without failures holds; returns the measurements."""
+    holds exactly what a run without failures holds; returns the measurements. `first_job_env`
+    is added to the settings of the first job only (the fault gets them and decides)."""
     expected, env, chdb_path, path = planted_input(tmp_path, trained_model, prefix)
-    env = fault_job_env(env, tmp_path)
+    env = fault_job_env(env, tmp_path, **first_job_env)
     run_python(["-m", "producer", "create-topic"], env)
     job = cluster.submit(env)
     wait_until(lambda: cluster.all_running(job), 180, f"job {job} running")
@@ -169,6 +171,42 @@ def stop_and_resume(cluster: Cluster, job: str, env: dict):
 def test_a_stop_with_savepoint_and_resume_loses_no_trade_and_duplicates_none(
         cluster, kafka_broker, trained_model, tmp_path):
     run_with_fault(stop_and_resume, cluster, trained_model, tmp_path, "fault-savepoint")
+
+
+# The last commit whose scoring operator kept four keyed states per symbol (features, bars, and the
+# scoring batch's waiting trades in two): its savepoints must restore into the one-state layout.
+EARLIER_LAYOUT_COMMIT = "7f7df81"
+
+
+@pytest.fixture
+def earlier_job_script(tmp_path):
+    """The job as of EARLIER_LAYOUT_COMMIT, checked out from the project's git history."""
+    checkout = str(tmp_path / "earlier")
+    result = subprocess.run(["git", "-C", PROJECT_DIR, "worktree", "add", "--detach", checkout, EARLIER_LAYOUT_COMMIT],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, f"needs the project's git history (a full clone): {result.stderr}"
+    yield os.path.join(checkout, "flink_jobs", "anomaly_job.py")
+    subprocess.run(["git", "-C", PROJECT_DIR, "worktree", "remove", "--force", checkout], capture_output=True)
+
+
+def stop_and_upgrade(cluster: Cluster, job: str, env: dict):
+    """The earlier version stopped with a savepoint mid-stream (trades waiting in its scoring batch),
+    this version started from it."""
+    stopped = time.monotonic()
+    savepoint = cluster.script("stop-with-savepoint", job, env=env).split()[-1]
+    wait_until(lambda: cluster.job(job)["state"] == "FINISHED", 60, f"job {job} finished after stop-with-savepoint")
+    current = {key: value for key, value in env.items() if key != "FLINK_JOB_SCRIPT"}
+    new_job, report = resume(cluster, current, savepoint, stopped)
+    return new_job, {"fault": f"savepoint of {EARLIER_LAYOUT_COMMIT} (four states per symbol) resumed by this version",
+                     **report}
+
+
+@slow_fault
+def test_a_savepoint_of_the_earlier_state_layout_resumes_without_losing_a_trade_or_the_features(
+        cluster, kafka_broker, trained_model, tmp_path, earlier_job_script):
+    # The anomalies must be the reference's: rolling features that restarted empty would miss some.
+    run_with_fault(stop_and_upgrade, cluster, trained_model, tmp_path, "fault-upgrade",
+                   FLINK_JOB_SCRIPT=earlier_job_script)
 
 
 OUTAGE_S = 15
