@@ -13,6 +13,8 @@ import math
 from collections import deque
 from typing import NamedTuple
 
+import numpy as np
+
 from flink_jobs.features.rolling import RollingStats
 from flink_jobs.features.windows import DecayingRate, EventsInLast, RollingMedian, RollingSum
 from flink_jobs.state_pickling import StdlibPickled
@@ -125,11 +127,16 @@ def _robust_z(state: SymbolState, log_return: float) -> float:
     if len(values) < 2:
         return 0.0
     if state.robust_age >= ROBUST_REFRESH:
-        ordered = sorted(values)
-        median = _median_of_sorted(ordered)
-        mad = _median_of_sorted(sorted(abs(v - median) for v in values))
+        # numpy over the window's own buffer (no copy): 25 µs per refresh against 139 µs for
+        # two sorts in Python, with 1,000 returns (docs/performance.md).
+        window = np.frombuffer(values, dtype=np.float64)
+        median = float(np.median(window))
+        deviations = np.abs(window - median)
+        mad = float(np.median(deviations))
         if mad <= 0.0:
-            mad = sum(abs(v - median) for v in values) / len(values) * 1.2533 / MAD_TO_STD
+            # summed in order, as Python's sum did: numpy's pairwise sum rounds differently
+            mad = sum(deviations.tolist()) / len(values) * 1.2533 / MAD_TO_STD
+        del window  # the array('d') cannot grow while a view of its buffer is alive
         state.return_median, state.return_mad, state.robust_age = median, mad, 0
     state.robust_age += 1
     scale = max(MAD_TO_STD * state.return_mad, MIN_RETURN_STD)
