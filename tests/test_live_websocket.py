@@ -99,7 +99,8 @@ def test_a_server_that_goes_silent_is_detected_by_the_ping_timeout_and_left(fram
     server = FakeBinanceWebSocket(lambda i, path: [("frames", [trade_frame("ETHUSDT", rows[i])]), ("silence",)])
     conn = connection(server.url, frames, ping_interval_s=0.3, ping_timeout_s=0.2)
     try:
-        wait_until(lambda: len(server.connections) >= 2)
+        # the second connection's frame as well: it can arrive after the connection is counted
+        wait_until(lambda: len(server.connections) >= 2 and len(frames) >= 2)
     finally:
         conn.stop(), server.close()
     first = server.connections[0]
