@@ -1,9 +1,12 @@
 """Each feature against a plain numpy computation of its definition, on real trades."""
 import math
+import random
+from array import array
 
 import numpy as np
 import pytest
 
+from flink_jobs.features import symbol_state
 from flink_jobs.features.symbol_state import (FEATURE_NAMES, IMBALANCE_WINDOW, LOG_SIZE_WINDOW,
                                               RATE_BASELINE_TAU_S, RATE_OVERDISPERSION, RATE_Z_PRIOR,
                                               VELOCITY_WINDOW, VOLUME_WINDOW, VWAP_WINDOW, SymbolState, observe)
@@ -203,3 +206,13 @@ def test_a_spike_stands_out_more_in_the_robust_score_after_an_earlier_spike():
                 for i, p in enumerate(prices)]
     assert abs(features[300].robust_z_return) > 2 * abs(features[300].z_return)
     assert math.isfinite(features[300].robust_z_return)
+
+
+@pytest.mark.parametrize("zero_share", [0.0, 0.6])   # 0.6: more than half the returns 0, so the MAD is 0
+def test_the_numpy_median_and_mad_equal_the_plain_ones_bit_for_bit(zero_share):
+    rng = random.Random(11)
+    values = array("d", [0.0 if rng.random() < zero_share else rng.gauss(0, 1e-4) for _ in range(1000)])
+    plain = symbol_state._median_and_mad(values)
+    assert symbol_state._median_and_mad_numpy(values) == plain
+    assert plain[1] > 0.0  # with a zero MAD, its stand-in
+    values.append(1.0)  # the window still grows: no numpy view of its buffer is left alive
