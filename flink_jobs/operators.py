@@ -232,8 +232,9 @@ class ScoreTrades(KeyedProcessFunction):
     leave as one ("trades", rows) record. Method candidates (before cooldown) go to the
     CANDIDATES side output; a repeated trade id is a dead letter.
 
-    A waiting trade is also in its symbol's record until its batch is emitted. A checkpoint can be taken while a batch waits (the Python worker sees a timer only
-    with its next input bundle, up to python.fn-execution.bundle.time later): the checkpoint then
+    A waiting trade is also in its symbol's record until its batch is emitted. A checkpoint can be
+    taken while a batch waits (the Python worker sees a timer only with its next input bundle, up
+    to python.fn-execution.bundle.time later): the checkpoint then
     holds the waiting trades, which a restore puts back at the head of the batch, so they are
     scored and emitted once more instead of being lost with the worker. A batch is emitted in one
     symbol's context; every other symbol of the batch clears its entries at its next trade or

@@ -1,9 +1,10 @@
 """Faults during processing, on the real broker and a real standalone Flink cluster (`flink run`):
 a TaskManager killed, the whole cluster killed, a stop with a savepoint, the broker killed, a
-slow store, and an upgrade from a savepoint of the earlier state layout. Each time every trade must be in the store exactly once by (symbol, trade id), every
-bad message a dead letter, and the anomalies those of a run without failures: the plain-Python
-reference (flink_jobs/detectors/offline.py), which the failure-free runs of
-test_pipeline_minicluster.py and test_pipeline_standalone.py match exactly on the same input.
+slow store, and an upgrade from a savepoint of the earlier state layout. Each time every trade
+must be in the store exactly once by (symbol, trade id), every bad message a dead letter, and
+the anomalies those of a run without failures: the plain-Python reference
+(flink_jobs/detectors/offline.py), which the failure-free runs of test_pipeline_minicluster.py
+and test_pipeline_standalone.py match exactly on the same input.
 
 The input is the planted one (real ETHUSDT and XRPETH trades, spikes, 14 malformed messages, a
 repeat) produced at a steady RATE while the job runs unbounded, so the fault lands mid-stream:
@@ -158,14 +159,20 @@ def stop_and_resume(cluster: Cluster, job: str, env: dict):
     assert os.path.isfile(os.path.join(kept_running.replace("file:", ""), "_metadata"))
     assert cluster.job(job)["state"] == "RUNNING"
     stopped = time.monotonic()
+    savepoint = stop_with_savepoint(cluster, job, env)
+    new_job, report = resume(cluster, env, savepoint, stopped)
+    return new_job, {"fault": "stop with savepoint, resumed from it", **report}
+
+
+def stop_with_savepoint(cluster: Cluster, job: str, env: dict) -> str:
+    """`flink stop` of the job (no drain); returns the savepoint's path once the job has FINISHED."""
     savepoint = cluster.script("stop-with-savepoint", job, env=env).split()[-1]
     # `flink stop` returns with the savepoint's path; the REST overview can still say RUNNING for a
     # moment after (seen once in CI), so wait for the job to leave it, then require FINISHED.
     state = wait_until(lambda: cluster.job(job)["state"] != "RUNNING" and cluster.job(job)["state"], 60,
                        f"job {job} leaving RUNNING after stop-with-savepoint")
     assert state == "FINISHED"
-    new_job, report = resume(cluster, env, savepoint, stopped)
-    return new_job, {"fault": "stop with savepoint, resumed from it", **report}
+    return savepoint
 
 
 def test_a_stop_with_savepoint_and_resume_loses_no_trade_and_duplicates_none(
@@ -175,7 +182,7 @@ def test_a_stop_with_savepoint_and_resume_loses_no_trade_and_duplicates_none(
 
 # The last commit whose scoring operator kept four keyed states per symbol (features, bars, and the
 # scoring batch's waiting trades in two): its savepoints must restore into the one-state layout.
-EARLIER_LAYOUT_COMMIT = "7f7df81"
+EARLIER_LAYOUT_COMMIT = "7f7df81013cb50f3e8063d148687050d183c7920"
 
 
 @pytest.fixture
@@ -193,12 +200,11 @@ def stop_and_upgrade(cluster: Cluster, job: str, env: dict):
     """The earlier version stopped with a savepoint mid-stream (trades waiting in its scoring batch),
     this version started from it."""
     stopped = time.monotonic()
-    savepoint = cluster.script("stop-with-savepoint", job, env=env).split()[-1]
-    wait_until(lambda: cluster.job(job)["state"] == "FINISHED", 60, f"job {job} finished after stop-with-savepoint")
+    savepoint = stop_with_savepoint(cluster, job, env)
     current = {key: value for key, value in env.items() if key != "FLINK_JOB_SCRIPT"}
     new_job, report = resume(cluster, current, savepoint, stopped)
-    return new_job, {"fault": f"savepoint of {EARLIER_LAYOUT_COMMIT} (four states per symbol) resumed by this version",
-                     **report}
+    fault = f"savepoint of {EARLIER_LAYOUT_COMMIT[:7]} (four states per symbol) resumed by this version"
+    return new_job, {"fault": fault, **report}
 
 
 @slow_fault
