@@ -248,21 +248,26 @@ def test_a_broker_killed_while_the_job_consumes_loses_no_trade_and_duplicates_no
 # The slow store: a materialized view on `trades` that sleeps per row (ClickHouse's sleepEachRow),
 # created in the store before the job starts. ClickHouse runs it inside every insert into trades, so
 # the real chDB insert of the real sink takes that long; the job's code is unchanged.
-SLOW_MS_PER_ROW = 2
+# The input must be much larger than what the job holds in flight before the store's pace reaches
+# the scoring operator (records of up to IFOREST_BATCH_SIZE rows in the sink's input channel and
+# Python worker): with 30,000 trades the scoring operator had taken all of them and the sink not
+# yet written one, so no back-pressure showed. 150,000 trades at 0.4 ms per row: about 80 s.
+SLOW_MS_PER_ROW = 0.4
+SLOW_TRADES_PER_SYMBOL = 50_000
 DERIVED = [("BTCUSDT", "BTCUSDT", 1.0, 1, 3_000_000_000), ("ETHUSDT", "BTCUSD", 0.0716, 2, 1_200_000_000),
            ("SOLUSDT", "BTCUSDT", 0.00088, 4, 400_000_000)]   # as deploy/local/demo.sh, 10,000 trades each
 DERIVED_ENV = {"SYMBOLS": "BTCUSDT,ETHUSDT,SOLUSDT"}
 
 
-def derived_input(tmp_path) -> str:
-    """30,000 trades of 3 symbols derived from real Binance.US candles (producer/derive.py), as one
-    JSON-lines file in the order the producer sends them."""
+def derived_input(tmp_path, per_symbol: int) -> str:
+    """per_symbol trades of each of 3 symbols derived from real Binance.US candles
+    (producer/derive.py), as one JSON-lines file in the order the producer sends them."""
     start, end = epoch_ms("2023-03-10T20:00"), epoch_ms("2023-03-10T22:00")
     paths = []
     for symbol, series, scale, seed, first_id in DERIVED:
         candles = read_candles(sample_path(f"{series}_1m_20230301_20230321.csv.gz"), start, end)
         paths.append(str(tmp_path / f"{symbol}-trades-2023-03-10.csv"))
-        write_binance_csv(derive_trades(candles, 10_000, seed, first_id, scale), paths[-1])
+        write_binance_csv(derive_trades(candles, per_symbol, seed, first_id, scale), paths[-1])
     path = str(tmp_path / "derived.jsonl")
     with open(path, "w", encoding="utf-8") as handle:
         handle.writelines(record.message + "\n" for record in merged_records(paths))
@@ -282,7 +287,7 @@ def test_a_slow_store_slows_the_job_down_keeps_memory_bounded_and_loses_nothing(
         cluster, kafka_broker, trained_model, tmp_path):
     from flink_jobs.detectors.iforest import OnnxIsolationForest
 
-    path = derived_input(tmp_path)
+    path = derived_input(tmp_path, SLOW_TRADES_PER_SYMBOL)
     with open(path, encoding="utf-8") as handle:
         lines = handle.read().splitlines()
     trades, anomalies = planted.reference(lines, DERIVED_ENV, OnnxIsolationForest.from_registry(trained_model))
@@ -329,7 +334,7 @@ def test_a_slow_store_slows_the_job_down_keeps_memory_bounded_and_loses_nothing(
     assert report["max_scoring_backpressured_ms_s"] >= 200, samples
     # Memory bounded: the sink never holds more than a batch (plus the one scoring batch of at most
     # IFOREST_BATCH_SIZE rows that fills it); the rest waits in Kafka, not in the workers, whose RSS
-    # stays flat while 30,000 trades pass; the JVM stays within its process size.
+    # stays flat while 150,000 trades pass; the JVM stays within its process size.
     assert 0 < report["max_buffered_rows"] < batch + 64, samples
     assert memory.peak_worker_mb - warm < 100, (warm, memory.peak_worker_mb)
     assert memory.peak_jvm_mb < 2048
