@@ -498,20 +498,24 @@ class StoreSink(KeyedProcessFunction):
         self.buffered = 0  # rows added since the last flush by this process (a restored buffer is
         # flushed by its restored timer)
         self.first_buffered_at = 0.0  # time.monotonic() of the first of them
+        self.peak_buffered = 0  # the most rows buffered at once since the subtask started
         self.timers = FlushTimers(self.store_config.flush_interval_ms)
         metrics = runtime_context.get_metrics_group()
         self.rows_written = metrics.counter("rows_written")
         self.batches_written = metrics.counter("batches_written")
-        # At most SINK_BATCH_SIZE plus one scoring batch (records carry up to IFOREST_BATCH_SIZE rows):
-        # a full buffer is inserted before the next record is taken, so a
-        # slow store slows the job down (back-pressure) instead of growing the buffer.
+        # Fewer than SINK_BATCH_SIZE rows plus one record (a scoring batch of up to IFOREST_BATCH_SIZE
+        # trade rows, or the bars a symbol closes at once): a full buffer is inserted before the next
+        # record is taken, so a slow store slows the job down (back-pressure) instead of growing it.
         metrics.gauge("buffered_rows", lambda: self.buffered)
+        # Gauges are read when a bundle ends, often just after a flush: the peak shows the bound.
+        metrics.gauge("buffered_rows_peak", lambda: self.peak_buffered)
 
     def process_element(self, record, ctx: KeyedProcessFunction.Context):
         self.buffer.add(record)
         if not self.buffered:
             self.first_buffered_at = time.monotonic()
         self.buffered += len(record[1])
+        self.peak_buffered = max(self.peak_buffered, self.buffered)
         # Full, or due (as in ScoreTrades: a busy stream does not wait for the timer's round trip).
         if self.buffered >= self.store_config.batch_size or \
                 time.monotonic() - self.first_buffered_at >= self.store_config.flush_interval_ms / 1000:
