@@ -142,7 +142,7 @@ def _median_and_mad(values) -> tuple[float, float]:
     median = _median_of_sorted(sorted(values))
     mad = _median_of_sorted(sorted(abs(v - median) for v in values))
     if mad <= 0.0:
-        mad = sum(abs(v - median) for v in values) / len(values) * 1.2533 / MAD_TO_STD
+        mad = _mad_stand_in(sum(abs(v - median) for v in values), len(values))
     return median, mad
 
 
@@ -156,8 +156,15 @@ def _median_and_mad_numpy(values: array) -> tuple[float, float]:
     mad = float(np.median(deviations))
     if mad <= 0.0:
         # summed in order, as Python's sum does: numpy's pairwise sum rounds differently
-        mad = sum(deviations.tolist()) / len(values) * 1.2533 / MAD_TO_STD
+        mad = _mad_stand_in(sum(deviations.tolist()), len(values))
     return median, mad
+
+
+def _mad_stand_in(total_abs_deviation: float, n: int) -> float:
+    """The mean absolute deviation, scaled so that MAD_TO_STD x it is a standard deviation again
+    (normal data: std = 1.2533 x mean absolute deviation), for when more than half the returns
+    are 0 and the MAD with them."""
+    return total_abs_deviation / n * 1.2533 / MAD_TO_STD
 
 
 def _median_of_sorted(ordered: list[float]) -> float:

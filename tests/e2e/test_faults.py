@@ -255,7 +255,7 @@ def test_a_broker_killed_while_the_job_consumes_loses_no_trade_and_duplicates_no
 SLOW_MS_PER_ROW = 0.4
 SLOW_TRADES_PER_SYMBOL = 50_000
 DERIVED = [("BTCUSDT", "BTCUSDT", 1.0, 1, 3_000_000_000), ("ETHUSDT", "BTCUSD", 0.0716, 2, 1_200_000_000),
-           ("SOLUSDT", "BTCUSDT", 0.00088, 4, 400_000_000)]   # as deploy/local/demo.sh, 10,000 trades each
+           ("SOLUSDT", "BTCUSDT", 0.00088, 4, 400_000_000)]   # as deploy/local/demo.sh (10,000 trades each there)
 DERIVED_ENV = {"SYMBOLS": "BTCUSDT,ETHUSDT,SOLUSDT"}
 
 
