@@ -239,6 +239,11 @@ class JobConfig:
         "PYTHON_BUNDLE_TIME_MS", 1000,
         "Longest a Python operator holds its output before handing it on (python.fn-execution.bundle.time)",
         minimum=1, maximum=3_600_000)
+    python_arrow_batch_size: int = setting(
+        "PYTHON_ARROW_BATCH_SIZE", 10_000,
+        "Raw messages parsed together (python.fn-execution.arrow.batch.size, at most PYTHON_BUNDLE_SIZE): "
+        "a symbol's trades of a batch reach scoring as one record. A bundle's end sends a partial batch",
+        minimum=1, maximum=10_000_000)
     python_state_cache_size: int = setting(
         "PYTHON_STATE_CACHE_SIZE", 20_000,
         "Keyed-state entries a Python worker keeps deserialized (python.state.cache-size; one per symbol for "

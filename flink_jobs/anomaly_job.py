@@ -1,13 +1,14 @@
 """The streaming job: Kafka trades -> parse -> key by symbol -> rolling z-score -> ClickHouse.
 
     Kafka source (raw message bytes)
-      -> ParseTrades            invalid messages -> dead letters (side output)
+      -> ParseTradeBatches      Arrow batches of messages -> one record per symbol and batch;
+                                invalid messages -> dead letters (flink_jobs/parse_batches.py)
       -> event-time watermarks  (trade time, bounded out-of-orderness), key by symbol, in Java
       -> ScoreTrades            keyed state: rolling features; z-score and ONNX Isolation Forest in
-                                micro-batches per subtask; 1 s and 1 min OHLCV bars (event time)
+                                micro-batches per subtask; 1 s and 1 min OHLCV bars (event time);
+                                passes the dead letters on
          candidates -> key_by(symbol) -> ApplyCooldown   per symbol and method
-      -> union(dead letters) -> StoreSink    batched, idempotent inserts into trades/anomalies/
-                                             dead_letters/bars
+      -> StoreSink              batched, idempotent inserts into trades/anomalies/dead_letters/bars
          anomalies -> key_by(symbol) -> AlertSink   Telegram/Slack, when configured (flink_jobs/alerts/)
 
 Runs in a local MiniCluster:    python flink_jobs/anomaly_job.py --bounded
@@ -269,12 +270,42 @@ def keyed_by_symbol(parsed, watermarks, parallelism: int):
     return KeyedStream(j_keyed, Types.PICKLED_BYTE_ARRAY(), parsed)
 
 
+def parse_in_batches(env, raw, cfg: AppConfig, parallelism: int):
+    """Raw messages -> (Row(key, pickled payload), event time) records, one per symbol and Arrow
+    batch plus one per dead letter (flink_jobs/parse_batches.py).
+
+    The messages cross into Python in Arrow batches (a vectorized scalar function of the Table
+    API) instead of one record each. The Table operators run at the source's parallelism and
+    chain to it: a rebalance in between would interleave a symbol's messages from two readers."""
+    from pyflink.table import DataTypes, StreamTableEnvironment
+    from pyflink.table.expressions import col, row
+    from pyflink.table.udf import udf
+
+    from flink_jobs.operators import PARSED_TYPE, ParseTradeBatches
+
+    t_env = StreamTableEnvironment.create(env)
+    t_env.get_config().set("table.exec.resource.default-parallelism", str(parallelism))
+    # Messages per Arrow batch: a symbol's trades of a batch cross to scoring as one record. A
+    # bundle's end sends a partial batch, so PYTHON_BUNDLE_TIME_MS still bounds the wait.
+    t_env.get_config().set("python.fn-execution.arrow.batch.size",
+                           str(min(cfg.job.python_arrow_batch_size, cfg.job.python_bundle_size)))
+    parse = udf(ParseTradeBatches(cfg.detection), func_type="pandas", result_type=DataTypes.ROW([
+        DataTypes.FIELD("key", DataTypes.STRING()), DataTypes.FIELD("payload", DataTypes.BYTES()),
+        DataTypes.FIELD("event_time", DataTypes.BIGINT())]))
+    parsed = (t_env.from_data_stream(raw)
+              .select(parse(col("f0")).alias("parsed"))
+              .select(col("parsed").get("key").alias("key"), col("parsed").get("payload").alias("payload"),
+                      col("parsed").get("event_time").alias("event_time"))
+              .where(col("payload").is_not_null)
+              .select(row(col("key"), col("payload")), col("event_time")))
+    return t_env.to_append_stream(parsed, PARSED_TYPE)
+
+
 def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None:
     from pyflink.common import Duration, WatermarkStrategy
 
     from flink_jobs.alerts.sink import describe_alerting
-    from flink_jobs.operators import (ALERTS, CANDIDATES, DEAD_LETTERS, PARSED_TYPE, ApplyCooldown, ParseTrades,
-                                      ScoreTrades, StoreSink, sink_key)
+    from flink_jobs.operators import ALERTS, CANDIDATES, ApplyCooldown, ScoreTrades, StoreSink, sink_key
 
     # Every stateful operator has a fixed uid, so a savepoint or retained checkpoint maps onto the
     # job again after its code changed (flink run -s; docs/reliability.md).
@@ -288,9 +319,7 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
         source_parallelism = cfg.job.parallelism
         raw = env.from_source(kafka_source(cfg), WatermarkStrategy.no_watermarks(), "kafka-trades")
     raw = raw.uid("source").set_parallelism(source_parallelism)
-    parsed = (raw.process(ParseTrades(cfg.detection), PARSED_TYPE).name("parse-trades").uid("parse-trades")
-              .set_parallelism(source_parallelism))
-    dead_letters = parsed.get_side_output(DEAD_LETTERS)
+    parsed = parse_in_batches(env, raw, cfg, source_parallelism)
     watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.job.max_out_of_orderness_ms))
     if cfg.job.idle_timeout_ms:
         # A subtask whose partitions carry no trades would hold the watermark, and so every bar,
@@ -304,7 +333,7 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
                  .process(ApplyCooldown(cfg.detection, alerts=cfg.alerts.enabled)).name("cooldown").uid("cooldown"))
     # chDB allows one owner per directory, so the embedded store gets one writer; a server scales out.
     sink_parallelism = 1 if cfg.store.backend == "chdb" else cfg.job.parallelism
-    (scored.union(anomalies, dead_letters)
+    (scored.union(anomalies)
      .key_by(lambda record: sink_key(record, sink_parallelism))
      .process(StoreSink(cfg.store)).name(f"store-sink-{cfg.store.backend}").uid("store-sink")
      .set_parallelism(sink_parallelism))

@@ -1,0 +1,92 @@
+"""Parsing in batches: raw messages cross into Python as Arrow batches, and leave as one record per
+symbol and batch.
+
+Every record that crosses between Java and a Python operator costs several microseconds on each
+side whatever it holds (docs/performance.md). Parsing used to take each message as a record and
+give each trade back as one, which the scoring operator then took in again: three crossings per
+trade. Here the messages reach Python in Arrow batches (a vectorized, "pandas" scalar function
+of the Table API), and each batch's valid trades leave grouped by symbol, so the keyed scoring
+operator takes a symbol's trades of a batch as one record.
+
+A scalar function returns one row per input row; `group_batch` puts each symbol's group at the
+row of the symbol's last message in the batch, each invalid message's dead letter at its own row,
+and nothing at the other rows, which a filter in Java drops. A symbol's trades keep their order,
+within a batch and across batches.
+
+Each group's event time is the earliest trade time of the batch's valid trades, not the group's
+own latest: the watermark behind it must not pass a trade of a group emitted later in the same
+batch. A trade is thus late for its bar only if it would have been late when trades crossed one
+by one (the watermark lags by at most a batch's span of event time). Dead letters carry the
+smallest timestamp and move no watermark; an invalid message never does, since it is parsed
+before the timestamp assigner sees anything.
+"""
+from __future__ import annotations
+
+import logging
+import pickle
+from typing import Callable, Iterable, NamedTuple
+
+from flink_jobs.trades import InvalidTrade, parse_trade
+
+log = logging.getLogger(__name__)
+
+# Dead letters cross to the scoring operator under this key (no symbol is empty: config.SYMBOL_PATTERN),
+# which passes them on to the store.
+DEAD_LETTER_KEY = ""
+# The timestamp of a dead-letter row: below any trade time, so it never moves the watermark.
+NO_EVENT_TIME = -(2**63)
+# The scoring operator unpickles its input with cloudpickle, which reads the standard library's
+# pickles; the standard pickler writes a list of plain tuples several times faster.
+PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+class BatchColumns(NamedTuple):
+    """The output of one batch, one entry per input message: the key (symbol, DEAD_LETTER_KEY or
+    None), the pickled payload (a list of trade tuples, or a store record), the event time."""
+    keys: list
+    payloads: list
+    event_times: list
+    parsed: int
+    rejected: int
+
+
+def group_batch(raws: Iterable, accepts: Callable[[str], bool],
+                dead_letter: Callable[[str, bytes | str], tuple],
+                on_rejected: Callable[[InvalidTrade, bytes | str], None] | None = None) -> BatchColumns:
+    """Parses a batch of raw messages; see the module's docstring for what comes out where.
+
+    `dead_letter(reason, raw)` builds the store record for an invalid message, `on_rejected` is
+    told about each (for logs)."""
+    keys: list = []
+    payloads: list = []
+    trades_by_symbol: dict[str, list] = {}
+    last_row: dict[str, int] = {}
+    earliest = None
+    rejected = 0
+    for row, raw in enumerate(raws):
+        keys.append(None)
+        payloads.append(None)
+        try:
+            if raw is None:  # a Kafka record without a value (a tombstone)
+                raw = ""
+                raise InvalidTrade("empty message", "the record has no value")
+            trade = parse_trade(raw, accepts)
+        except InvalidTrade as error:
+            rejected += 1
+            if on_rejected is not None:
+                on_rejected(error, raw)
+            keys[row] = DEAD_LETTER_KEY
+            payloads[row] = pickle.dumps(dead_letter(str(error), raw), protocol=PICKLE_PROTOCOL)
+            continue
+        # A plain tuple: cloudpickle would pickle a named tuple's class by reference with every
+        # record. ScoreTrades names the fields again.
+        trades_by_symbol.setdefault(trade.symbol, []).append(tuple(trade))
+        last_row[trade.symbol] = row
+        if earliest is None or trade.trade_time_ms < earliest:
+            earliest = trade.trade_time_ms
+    event_times = [NO_EVENT_TIME] * len(keys)
+    for symbol, row in last_row.items():
+        keys[row] = symbol
+        payloads[row] = pickle.dumps(trades_by_symbol[symbol], protocol=PICKLE_PROTOCOL)
+        event_times[row] = earliest
+    return BatchColumns(keys, payloads, event_times, len(keys) - rejected, rejected)

@@ -1,0 +1,86 @@
+"""Parsing in batches: what leaves each row of a batch (flink_jobs/parse_batches.py)."""
+import json
+import pickle
+
+from flink_jobs.parse_batches import DEAD_LETTER_KEY, NO_EVENT_TIME, group_batch
+from flink_jobs.trades import Trade, parse_trade
+
+T0 = 1_700_000_000_000
+
+
+def message(symbol: str, trade_id: int, time_ms: int, price: str = "100.5") -> bytes:
+    return json.dumps({"e": "trade", "E": time_ms, "s": symbol, "t": trade_id, "p": price, "q": "0.25",
+                       "T": time_ms, "m": False}).encode()
+
+
+def accepts(symbol: str) -> bool:
+    return symbol != "DOGEUSDT"
+
+
+def dead_letter(reason: str, raw) -> tuple:
+    return "dead_letters", [(reason, raw)]
+
+
+def run(raws, rejected=None):
+    return group_batch(raws, accepts, dead_letter, None if rejected is None else
+                       lambda error, raw: rejected.append((str(error), raw)))
+
+
+def test_each_symbol_leaves_once_at_its_last_message_with_its_trades_in_order():
+    raws = [message("BTCUSDT", 1, T0 + 5), message("ETHUSDT", 7, T0 + 1), message("BTCUSDT", 2, T0 + 3),
+            message("BTCUSDT", 3, T0 + 9), message("ETHUSDT", 8, T0 + 2)]
+    out = run(raws)
+
+    assert out.keys == [None, None, None, "BTCUSDT", "ETHUSDT"]
+    assert out.payloads[:3] == [None, None, None]
+    btc = [Trade._make(t) for t in pickle.loads(out.payloads[3])]
+    eth = [Trade._make(t) for t in pickle.loads(out.payloads[4])]
+    assert [t.trade_id for t in btc] == [1, 2, 3]  # arrival order, not trade time
+    assert [t.trade_id for t in eth] == [7, 8]
+    # The same trades as parsed one by one
+    assert btc[1] == parse_trade(raws[2], accepts)
+    assert (out.parsed, out.rejected) == (5, 0)
+
+
+def test_groups_carry_the_batch_s_earliest_trade_time_so_no_later_group_is_late():
+    # ETH's group leaves first but is stamped with BTC's earlier trade time: a watermark taken
+    # after it must not pass BTC's first trade, which leaves in the next group.
+    raws = [message("BTCUSDT", 1, T0), message("ETHUSDT", 7, T0 + 60_000), message("BTCUSDT", 2, T0 + 61_000)]
+    out = run(raws)
+
+    assert out.keys == [None, "ETHUSDT", "BTCUSDT"]
+    assert out.event_times == [NO_EVENT_TIME, T0, T0]
+
+
+def test_invalid_messages_become_dead_letters_in_place_and_move_no_event_time():
+    rejected = []
+    raws = [b"{not json", message("BTCUSDT", 1, T0), message("DOGEUSDT", 1, T0), b"\xff\xfe", None]
+    out = run(raws, rejected)
+
+    assert out.keys == [DEAD_LETTER_KEY, "BTCUSDT", DEAD_LETTER_KEY, DEAD_LETTER_KEY, DEAD_LETTER_KEY]
+    assert out.event_times == [NO_EVENT_TIME, T0, NO_EVENT_TIME, NO_EVENT_TIME, NO_EVENT_TIME]
+    letters = [pickle.loads(out.payloads[i]) for i in (0, 2, 3, 4)]
+    reasons = [rows[0][0] for _, rows in letters]
+    assert reasons[0].startswith("malformed JSON")
+    assert reasons[1] == "unknown symbol: DOGEUSDT"
+    assert reasons[2].startswith("not UTF-8")
+    assert reasons[3] == "empty message: the record has no value"
+    # The raw message is kept as it came (the store turns bytes into text), a tombstone as ""
+    assert [rows[0][1] for _, rows in letters] == [b"{not json", raws[2], b"\xff\xfe", ""]
+    assert [reason for reason, _ in rejected] == reasons
+    assert (out.parsed, out.rejected) == (1, 4)
+
+
+def test_a_batch_of_only_invalid_messages_has_no_trade_group():
+    out = run([b"[]", b"{}"])
+
+    assert out.keys == [DEAD_LETTER_KEY, DEAD_LETTER_KEY]
+    assert out.event_times == [NO_EVENT_TIME, NO_EVENT_TIME]
+    assert (out.parsed, out.rejected) == (0, 2)
+
+
+def test_text_messages_parse_as_bytes_do():
+    raw = message("SOLUSDT", 3, T0)
+    as_bytes, as_text = run([raw]), run([raw.decode()])
+
+    assert pickle.loads(as_bytes.payloads[0]) == pickle.loads(as_text.payloads[0])
