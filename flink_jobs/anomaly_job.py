@@ -5,10 +5,10 @@
                                 invalid messages -> dead letters (flink_jobs/parse_batches.py)
       -> event-time watermarks  (trade time, bounded out-of-orderness), key by symbol, in Java
       -> ScoreTrades            keyed state: rolling features; z-score and ONNX Isolation Forest in
-                                micro-batches per subtask; 1 s and 1 min OHLCV bars (event time);
-                                passes the dead letters on
+                                micro-batches per subtask; 1 s and 1 min OHLCV bars (event time)
          candidates -> key_by(symbol) -> ApplyCooldown   per symbol and method
-      -> StoreSink              batched, idempotent inserts into trades/anomalies/dead_letters/bars
+      -> union(dead letters) -> StoreSink    batched, idempotent inserts into trades/anomalies/
+                                             dead_letters/bars
          anomalies -> key_by(symbol) -> AlertSink   Telegram/Slack, when configured (flink_jobs/alerts/)
 
 Runs in a local MiniCluster:    python flink_jobs/anomaly_job.py --bounded
@@ -243,14 +243,15 @@ def file_source(paths: list[str]):
 
 
 def keyed_by_symbol(parsed, watermarks, parallelism: int):
-    """(Row(symbol, trade), trade time) pairs -> a stream keyed by symbol, in event time.
+    """(Row(symbol, pickled trades), event time) pairs -> a stream keyed by symbol, in event time.
 
     All in Java, chained behind the parser: the timestamp assigner and watermarks, a map that
     drops the timestamp, and a key selector that reads the symbol from field 0. PyFlink's own
     key_by would add a Python operator for the key (one more crossing between Java and Python
-    for every trade), and assign_timestamps_and_watermarks with a Python TimestampAssigner one
+    for every record), and assign_timestamps_and_watermarks with a Python TimestampAssigner one
     more behind a rebalance that reorders a symbol's trades. The keyed Python operator receives
-    Row(key, value) records as PyFlink's key_by makes them, and its functions get the trade.
+    Row(key, value) records as PyFlink's key_by makes them, and its functions get the value: a
+    symbol's trades of one parse batch.
     """
     from pyflink.common import Types
     from pyflink.datastream import KeyedStream
@@ -271,18 +272,28 @@ def keyed_by_symbol(parsed, watermarks, parallelism: int):
 
 
 def parse_in_batches(env, raw, cfg: AppConfig, parallelism: int):
-    """Raw messages -> (Row(key, pickled payload), event time) records, one per symbol and Arrow
-    batch plus one per dead letter (flink_jobs/parse_batches.py).
+    """Raw messages -> (trades, dead letters) (flink_jobs/parse_batches.py).
+
+    Trades leave as (Row(symbol, pickled trades), event time) records, one per symbol and Arrow
+    batch, for the timestamp assigner; dead letters as pickled store records, before it, as the
+    per-message parser's side output did: a partition carrying nothing but bad messages still
+    goes idle instead of holding the watermark, and with it every bar, back.
 
     The messages cross into Python in Arrow batches (a vectorized scalar function of the Table
     API) instead of one record each. The Table operators run at the source's parallelism and
-    chain to it: a rebalance in between would interleave a symbol's messages from two readers."""
+    chain to it: a rebalance in between would interleave a symbol's messages from two readers.
+    """
+    from pyflink.common import Types
+    from pyflink.datastream import DataStream
+    from pyflink.java_gateway import get_gateway
     from pyflink.table import DataTypes, StreamTableEnvironment
     from pyflink.table.expressions import col, row
     from pyflink.table.udf import udf
 
     from flink_jobs.operators import PARSED_TYPE, ParseTradeBatches
+    from flink_jobs.parse_batches import DEAD_LETTER_KEY
 
+    job_parallelism = env.get_parallelism()
     t_env = StreamTableEnvironment.create(env)
     t_env.get_config().set("table.exec.resource.default-parallelism", str(parallelism))
     # Messages per Arrow batch: a symbol's trades of a batch cross to scoring as one record. A
@@ -292,13 +303,30 @@ def parse_in_batches(env, raw, cfg: AppConfig, parallelism: int):
     parse = udf(ParseTradeBatches(cfg.detection), func_type="pandas", result_type=DataTypes.ROW([
         DataTypes.FIELD("key", DataTypes.STRING()), DataTypes.FIELD("payload", DataTypes.BYTES()),
         DataTypes.FIELD("event_time", DataTypes.BIGINT())]))
-    parsed = (t_env.from_data_stream(raw)
-              .select(parse(col("f0")).alias("parsed"))
-              .select(col("parsed").get("key").alias("key"), col("parsed").get("payload").alias("payload"),
-                      col("parsed").get("event_time").alias("event_time"))
-              .where(col("payload").is_not_null)
-              .select(row(col("key"), col("payload")), col("event_time")))
-    return t_env.to_append_stream(parsed, PARSED_TYPE)
+    rows = (t_env.from_data_stream(raw)
+            .select(parse(col("f0")).alias("parsed"))
+            .select(col("parsed").get("key").alias("key"), col("parsed").get("payload").alias("payload"),
+                    col("parsed").get("event_time").alias("event_time"))
+            .where(col("payload").is_not_null))
+    # Into a stream once, and back: each conversion of a table to a stream is planned on its own,
+    # so the two below would each run the Python function over every message.
+    bytes_type = Types.PRIMITIVE_ARRAY(Types.BYTE())
+    parsed = t_env.from_data_stream(t_env.to_append_stream(
+        rows, Types.ROW_NAMED(["key", "payload", "event_time"], [Types.STRING(), bytes_type, Types.LONG()])))
+    trades = t_env.to_append_stream(
+        parsed.where(col("key") != DEAD_LETTER_KEY).select(row(col("key"), col("payload")), col("event_time")),
+        PARSED_TYPE)
+    j_letters = t_env.to_append_stream(
+        parsed.where(col("key") == DEAD_LETTER_KEY).select(col("payload"), col("event_time")),
+        Types.TUPLE([bytes_type, Types.LONG()]))._j_data_stream
+    env.set_parallelism(job_parallelism)  # planning a conversion sets it to the tables' parallelism
+    # The payload as what it is, a pickled store record (the same bytes, read by Python as pickled),
+    # at the job's parallelism like the streams it joins on the way to the store.
+    remove_time = get_gateway().jvm.org.apache.flink.streaming.api.functions.python.eventtime \
+        .RemoveTimestampMapFunction()
+    dead_letters = DataStream(j_letters.map(remove_time, Types.PICKLED_BYTE_ARRAY().get_java_type_info())
+                              .name("dead-letters").setParallelism(job_parallelism))
+    return trades, dead_letters
 
 
 def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None:
@@ -319,7 +347,7 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
         source_parallelism = cfg.job.parallelism
         raw = env.from_source(kafka_source(cfg), WatermarkStrategy.no_watermarks(), "kafka-trades")
     raw = raw.uid("source").set_parallelism(source_parallelism)
-    parsed = parse_in_batches(env, raw, cfg, source_parallelism)
+    parsed, dead_letters = parse_in_batches(env, raw, cfg, source_parallelism)
     watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.job.max_out_of_orderness_ms))
     if cfg.job.idle_timeout_ms:
         # A subtask whose partitions carry no trades would hold the watermark, and so every bar,
@@ -333,7 +361,7 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
                  .process(ApplyCooldown(cfg.detection, alerts=cfg.alerts.enabled)).name("cooldown").uid("cooldown"))
     # chDB allows one owner per directory, so the embedded store gets one writer; a server scales out.
     sink_parallelism = 1 if cfg.store.backend == "chdb" else cfg.job.parallelism
-    (scored.union(anomalies)
+    (scored.union(anomalies, dead_letters)
      .key_by(lambda record: sink_key(record, sink_parallelism))
      .process(StoreSink(cfg.store)).name(f"store-sink-{cfg.store.backend}").uid("store-sink")
      .set_parallelism(sink_parallelism))

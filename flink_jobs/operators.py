@@ -29,12 +29,11 @@ from flink_jobs.detectors.methods import Cooldown, candidates, score_batch
 from flink_jobs.detectors.zscore import ZScoreDetector
 from flink_jobs.features.symbol_state import SymbolState, TradeFeatures, observe
 from flink_jobs.scoring_state import STATE_NAME, EarlierLayout, SymbolRecord
-from flink_jobs.parse_batches import DEAD_LETTER_KEY, group_batch
+from flink_jobs.parse_batches import group_batch
 from flink_jobs.trades import InvalidTrade, Trade, dead_letter_raw
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTERS = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
 CANDIDATES = OutputTag("anomaly-candidates", Types.PICKLED_BYTE_ARRAY())
 # Anomalies after cooldown, as alerts.message.Alert records, when alerts are on.
 ALERTS = OutputTag("alerts", Types.PICKLED_BYTE_ARRAY())
@@ -295,15 +294,15 @@ class ScoreTrades(KeyedProcessFunction):
         self.bars_emitted = metrics.counter("bars_emitted")
         self.sampled_log = _SampledLog()
 
-    def process_element(self, payload, ctx: KeyedProcessFunction.Context):
-        """A symbol's trades of one parse batch, as plain tuples; or a dead letter from parsing."""
+    def process_element(self, trades: list, ctx: KeyedProcessFunction.Context):
+        """A symbol's trades of one parse batch, as plain tuples (flink_jobs/parse_batches.py)."""
         symbol = ctx.get_current_key()
-        if symbol == DEAD_LETTER_KEY:
-            yield payload  # a store record; it crossed here because parsing has one output
-            return
         record, _ = self._record(symbol, ctx)
-        for fields in payload:
+        for fields in trades:
             yield from self._score(Trade._make(fields), record, ctx)
+        # A flush in the loop marked this symbol's waiting trades as emitted; those after it wait
+        # in `record.waiting`, which is right as it is: nothing may clear it on the next call.
+        self.emitted.discard(symbol)
         self.records.update(record)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):

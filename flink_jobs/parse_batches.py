@@ -16,9 +16,12 @@ within a batch and across batches.
 Each group's event time is the earliest trade time of the batch's valid trades, not the group's
 own latest: the watermark behind it must not pass a trade of a group emitted later in the same
 batch. A trade is thus late for its bar only if it would have been late when trades crossed one
-by one (the watermark lags by at most a batch's span of event time). Dead letters carry the
-smallest timestamp and move no watermark; an invalid message never does, since it is parsed
-before the timestamp assigner sees anything.
+by one. The price: the watermark follows each batch's earliest trade. With trades roughly in
+order that lags by a batch's span of event time; a symbol whose trades run behind the others'
+(a backfill) holds every symbol's bars back by its lag, where one by one its trades would have
+been late for theirs. Invalid messages never move the watermark: they are parsed before the
+timestamp assigner, and the job splits their rows off before it (anomaly_job.parse_in_batches),
+so a partition carrying only bad messages still goes idle.
 """
 from __future__ import annotations
 
@@ -30,10 +33,10 @@ from flink_jobs.trades import InvalidTrade, parse_trade
 
 log = logging.getLogger(__name__)
 
-# Dead letters cross to the scoring operator under this key (no symbol is empty: config.SYMBOL_PATTERN),
-# which passes them on to the store.
+# The key of a dead-letter row (no symbol is empty: config.SYMBOL_PATTERN); the job sends these
+# rows to the store, past the timestamp assigner.
 DEAD_LETTER_KEY = ""
-# The timestamp of a dead-letter row: below any trade time, so it never moves the watermark.
+# The event time of a row that is not a trade group: below any trade time.
 NO_EVENT_TIME = -(2**63)
 # The scoring operator unpickles its input with cloudpickle, which reads the standard library's
 # pickles; the standard pickler writes a list of plain tuples several times faster.

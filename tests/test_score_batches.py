@@ -1,0 +1,162 @@
+"""The scoring operator taking a symbol's trades of a parse batch in one call (flink_jobs/operators.py).
+
+A trade waits in the subtask's micro-batch and in its symbol's keyed record until the batch is
+scored: a checkpoint taken meanwhile must hold it, or a restore loses it. Flink's keyed state,
+timers and metrics are stood in for by the small fakes below; the operator's own code is real."""
+import pickle
+
+import pytest
+
+import config as app_config
+from flink_jobs.operators import ScoreTrades
+from flink_jobs.trades import Trade
+
+T0 = 1_700_000_000_000
+
+
+class KeyedValue:
+    """One ValueState per key, stored pickled, as Flink hands the value back after a restore."""
+
+    def __init__(self):
+        self.by_key, self.key = {}, None
+
+    def value(self):
+        blob = self.by_key.get(self.key)
+        return None if blob is None else pickle.loads(blob)
+
+    def update(self, value):
+        self.by_key[self.key] = pickle.dumps(value)
+
+    def restored(self, key):
+        return pickle.loads(self.by_key[key])
+
+
+class Metrics:
+    def counter(self, name):
+        return self
+
+    def gauge(self, name, read):
+        pass
+
+    def inc(self, n=1):
+        pass
+
+
+class RuntimeContext:
+    def __init__(self, state):
+        self.state = state
+
+    def get_state(self, descriptor):
+        return self.state
+
+    def get_metrics_group(self):
+        return Metrics()
+
+
+class Timers:
+    def current_processing_time(self):
+        return 0
+
+    def current_watermark(self):
+        return -(2**63)
+
+    def register_processing_time_timer(self, instant):
+        pass
+
+    def register_event_time_timer(self, instant):
+        pass
+
+
+class Context:
+    def __init__(self, key):
+        self.key = key
+
+    def get_current_key(self):
+        return self.key
+
+    def timer_service(self):
+        return Timers()
+
+
+class NoModel:
+    """A model watcher with no model: trades wait for their micro-batch as with the forest on,
+    and the batch is scored with z-scores only (no model file needed)."""
+
+    def current(self):
+        return None
+
+
+def scoring_operator() -> tuple[ScoreTrades, KeyedValue]:
+    cfg = app_config.load({}, detection={"methods": ("zscore",), "iforest_batch_size": 4,
+                                         "iforest_batch_ms": 10_000})
+    state = KeyedValue()
+    operator = ScoreTrades(cfg.detection, bars=False)
+    operator.open(RuntimeContext(state))
+    operator.models = NoModel()
+    return operator, state
+
+
+@pytest.fixture
+def scoring():
+    return scoring_operator()
+
+
+def trades(symbol, ids):
+    return [tuple(Trade(symbol, i, 100.0 + i, 1.0, T0 + i, T0 + i, False)) for i in ids]
+
+
+def call(operator, state, symbol, ids):
+    state.key = symbol
+    return list(operator.process_element(trades(symbol, ids), Context(symbol)))
+
+
+def waiting(state, symbol):
+    return [trade.trade_id for trade, _ in state.restored(symbol).waiting]
+
+
+def pending(operator):
+    return [trade.trade_id for trade, _ in operator.pending]
+
+
+def scored_ids(records):
+    return [row[1] for table, rows in records if table == "trades" for row in rows]
+
+
+def test_trades_after_a_flush_within_one_call_stay_in_the_symbol_s_record(scoring):
+    operator, state = scoring
+
+    out = call(operator, state, "BTCUSDT", [1, 2, 3, 4, 5, 6])   # the batch of 4 is scored mid-call
+    assert scored_ids(out) == [1, 2, 3, 4]
+    assert pending(operator) == [5, 6]
+    assert waiting(state, "BTCUSDT") == [5, 6]
+
+    out = call(operator, state, "BTCUSDT", [7])                  # the next call must not drop 5 and 6
+    assert scored_ids(out) == []
+    assert pending(operator) == [5, 6, 7]
+    assert waiting(state, "BTCUSDT") == [5, 6, 7]
+
+
+def test_another_symbol_s_flush_empties_this_symbol_s_waiting_trades_on_its_next_call(scoring):
+    operator, state = scoring
+
+    call(operator, state, "BTCUSDT", [1, 2])
+    out = call(operator, state, "ETHUSDT", [1, 2])                # fills the batch: BTC's 1 and 2 go too
+    assert sorted(scored_ids(out)) == [1, 1, 2, 2]
+    assert waiting(state, "BTCUSDT") == [1, 2]                   # still in BTC's record until it is touched
+
+    call(operator, state, "BTCUSDT", [3])
+    assert waiting(state, "BTCUSDT") == [3]
+    assert pending(operator) == [3]
+
+
+def test_a_call_scores_the_same_trades_as_one_call_per_trade(scoring):
+    operator, state = scoring
+    batched = scored_ids(call(operator, state, "SOLUSDT", list(range(1, 10))))
+
+    one_by_one = []
+    single, single_state = scoring_operator()
+    for i in range(1, 10):
+        one_by_one += scored_ids(call(single, single_state, "SOLUSDT", [i]))
+
+    assert batched == one_by_one == list(range(1, 9))
+    assert waiting(state, "SOLUSDT") == waiting(single_state, "SOLUSDT") == [9]
