@@ -1,7 +1,8 @@
 """Flink glue: state, timers, side outputs and metrics around the plain-Python logic.
 
-Records between operators are pickled Python objects: Row(symbol, the Trade's fields as a plain
-tuple) after parsing, Anomaly tuples between scoring and cooldown, and ("table", [row, ...])
+Records between operators are pickled Python objects: Row(symbol, a list of the symbol's trades
+of one parse batch, each a plain tuple of the Trade's fields) after parsing, Anomaly tuples between
+scoring and cooldown, and ("table", [row, ...])
 batches addressed to the store, where each row follows store.TABLE_COLUMNS[table]. Rows travel
 to the store in batches because every record that crosses between Java and a Python operator
 has a fixed cost (docs/performance.md).
@@ -14,7 +15,7 @@ import threading
 import time
 import zlib
 
-from pyflink.common import Row, Types
+from pyflink.common import Types
 from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor

@@ -25,13 +25,10 @@ so a partition carrying only bad messages still goes idle.
 """
 from __future__ import annotations
 
-import logging
 import pickle
 from typing import Callable, Iterable, NamedTuple
 
 from flink_jobs.trades import InvalidTrade, parse_trade
-
-log = logging.getLogger(__name__)
 
 # The key of a dead-letter row (no symbol is empty: config.SYMBOL_PATTERN); the job sends these
 # rows to the store, past the timestamp assigner.
