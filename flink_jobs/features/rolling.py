@@ -46,10 +46,22 @@ class RollingStats:
 
         `min_std` floors the deviation: a window of identical values followed by a move of one
         part in a million would otherwise be a z-score in the hundreds of thousands."""
-        std = max(self.std, min_std)
-        if std <= 1e-12 * max(1.0, abs(self.mean)):
-            return 0.0
-        return (x - self.mean) / std
+        return self.zscore_and_std(x, min_std)[0]
+
+    def zscore_and_std(self, x: float, min_std: float = 0.0) -> tuple[float, float]:
+        """`zscore(x, min_std)` and `std` in one call, for the per-trade features (a Python call
+        and a property each cost about 0.1 µs, and they are a large share of a trade's time).
+        The same operations as `variance` and `std`, conditionals in place of max() (which is a
+        call too) with the same result, NaN included."""
+        n = len(self.values)
+        m2 = self.m2
+        std = math.sqrt((0.0 if m2 < 0.0 else m2) / n) if n else 0.0
+        floored = min_std if min_std > std else std
+        mean = self.mean
+        magnitude = abs(mean)
+        if floored <= 1e-12 * (magnitude if magnitude > 1.0 else 1.0):
+            return 0.0, std
+        return (x - mean) / floored, std
 
     def push(self, x: float) -> None:
         n = len(self.values)
