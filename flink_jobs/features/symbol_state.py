@@ -240,8 +240,8 @@ def observe(state: SymbolState, trade: Trade) -> TradeFeatures:
 
     The hottest code of the job (16 µs per trade before the sixth round, a third of a Python
     worker's time), written for CPython: a Python call costs about 0.1 µs and this made about a
-    hundred per trade, so the trade is unpacked once, the trailing-second count is kept here,
-    each window's z-score comes with its standard deviation in one call, and the result is built
+    hundred per trade, so the trade is unpacked once, each window's z-score comes with its
+    standard deviation in one call, max() of two values is a conditional and the result is built
     positionally. Every value is still the same operation in the same order as before, so
     features are equal bit for bit (tests/test_features.py holds them against numpy references
     and against digests recorded before the change).
@@ -254,13 +254,7 @@ def observe(state: SymbolState, trade: Trade) -> TradeFeatures:
     vwap = state.quote_volume.total / base_total if base_total > 0 else price
     median_size = state.sizes.median
 
-    times = state.rate.times  # EventsInLast.add
-    times.append(time_ms)
-    horizon = time_ms - state.rate.span_ms
-    while times and times[0] <= horizon:
-        times.popleft()
-    trades_last_second = len(times)
-
+    trades_last_second = state.rate.add(time_ms)
     rate_baseline = state.rate_baseline
     rate_per_s = rate_baseline.per_second(time_ms)
     baseline = None if rate_per_s is None else rate_per_s * RATE_SPAN_MS / 1000.0
