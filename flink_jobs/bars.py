@@ -55,22 +55,23 @@ class Bar:
         self.sell_volume = trade.qty if trade.is_buyer_maker else 0.0
 
     def add(self, trade: Trade) -> None:
-        key = (trade.trade_time_ms, trade.trade_id)
+        _, trade_id, price, qty, time_ms, _, is_buyer_maker = trade  # once: runs twice per trade
+        key = (time_ms, trade_id)
         if key < self.first[0]:
-            self.first = (key, trade.price)
+            self.first = (key, price)
         if key > self.last[0]:
-            self.last = (key, trade.price)
-        if trade.price > self.high:
-            self.high = trade.price
-        if trade.price < self.low:
-            self.low = trade.price
-        self.volume += trade.qty
-        self.quote_volume += trade.price * trade.qty
+            self.last = (key, price)
+        if price > self.high:
+            self.high = price
+        if price < self.low:
+            self.low = price
+        self.volume += qty
+        self.quote_volume += price * qty
         self.trade_count += 1
-        if trade.is_buyer_maker:
-            self.sell_volume += trade.qty
+        if is_buyer_maker:
+            self.sell_volume += qty
         else:
-            self.buy_volume += trade.qty
+            self.buy_volume += qty
 
     def row(self, symbol: str, interval_s: int, start_ms: int) -> tuple:
         """The bars table row (store.TABLE_COLUMNS["bars"] order)."""
@@ -113,15 +114,16 @@ class OpenBars(StdlibPickled):
     def add(self, trade: Trade, watermark_ms: int) -> tuple[list[int], list[int]]:
         """Adds the trade; returns (sweep timer instants to register, intervals it was late for)."""
         new_timers, late = [], []
+        time_ms, bars = trade.trade_time_ms, self.bars
         for interval_s in BAR_INTERVALS_S:
-            start = window_start_ms(trade.trade_time_ms, interval_s)
+            start = window_start_ms(time_ms, interval_s)
             end = window_end_ms(start, interval_s)
             if end - 1 <= watermark_ms:
                 late.append(interval_s)
                 continue
-            bar = self.bars.get((interval_s, start))
+            bar = bars.get((interval_s, start))
             if bar is None:
-                self.bars[(interval_s, start)] = Bar(trade)
+                bars[(interval_s, start)] = Bar(trade)
                 self.next_end = min(self.next_end, end)
                 sweep = sweep_instant(end)
                 if sweep not in self.timers:

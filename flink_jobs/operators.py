@@ -299,43 +299,52 @@ class ScoreTrades(KeyedProcessFunction):
         """A symbol's trades of one parse batch, as plain tuples (flink_jobs/parse_batches.py)."""
         symbol = ctx.get_current_key()
         record, _ = self._record(symbol, ctx)
+        # Records go to a list, not through a generator per trade and helper: a generator costs
+        # about a microsecond to make and run, and most trades emit nothing.
+        out: list = []
+        watermark = ctx.timer_service().current_watermark()  # it moves between calls only
         for fields in trades:
-            yield from self._score(Trade._make(fields), record, ctx)
+            self._score(Trade._make(fields), record, watermark, ctx, out)
         # A flush in the loop marked this symbol's waiting trades as emitted; those after it wait
         # in `record.waiting`, which is right as it is: nothing may clear it on the next call.
         self.emitted.discard(symbol)
         self.records.update(record)
+        return out
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         record, changed = self._record(ctx.get_current_key(), ctx)
+        out: list = []
         if ctx.time_domain() == TimeDomain.EVENT_TIME and self.bars and record.bars is not None:
-            yield from self._close_bars(timestamp, record.bars, ctx)
+            self._close_bars(timestamp, record.bars, ctx, out)
             changed = True
         if ctx.time_domain() == TimeDomain.PROCESSING_TIME and self.flush_timer_at is not None \
                 and timestamp >= self.flush_timer_at:
             self.flush_timer_at = None
         if ctx.time_domain() == TimeDomain.PROCESSING_TIME or timestamp == END_OF_INPUT:
             had_waiting = bool(record.waiting)
-            yield from self._flush(record)
+            self._flush(record, out)
             changed = changed or (had_waiting and not record.waiting)
         if changed:
             self.records.update(record)
+        return out
 
-    def _score(self, trade: Trade, record: SymbolRecord, ctx: KeyedProcessFunction.Context):
+    def _score(self, trade: Trade, record: SymbolRecord, watermark: int, ctx: KeyedProcessFunction.Context,
+               out: list) -> None:
+        """Features, bars and the micro-batch for one trade; what it emits is appended to `out`."""
         if record.features is None:
             record.features = SymbolState(self.detection.window_size)
         state = record.features
         if state.is_replay_of_seen_trade(trade):
             self.repeats.inc()
             reason = f"repeated or out-of-order trade id: {trade.trade_id} (last seen {state.last_trade_id})"
-            yield single(dead_letter("detect", reason, repr(tuple(trade)), trade.symbol, trade.trade_id))
+            out.append(single(dead_letter("detect", reason, repr(tuple(trade)), trade.symbol, trade.trade_id)))
             return
         features = observe(state, trade)
         if self.bars:
-            yield from self._add_to_bars(trade, record, ctx)
+            self._add_to_bars(trade, record, watermark, ctx, out)
         if self.models is None:
             self.pending.append((trade, features))  # z-score alone: nothing to batch, nothing held
-            yield from self._flush(record)
+            self._flush(record, out)
             return
         record.waiting.append((trade, features))
         self._hold(trade.symbol, [(trade, features)], ctx)
@@ -343,7 +352,7 @@ class ScoreTrades(KeyedProcessFunction):
         # through the Java operator (a bundle each way); the timer covers a stream that pauses.
         if len(self.pending) >= self.detection.iforest_batch_size or \
                 time.monotonic() - self.batch_opened_at >= self.detection.iforest_batch_ms / 1000:
-            yield from self._flush(record)
+            self._flush(record, out)
 
     def _record(self, symbol: str, ctx) -> tuple[SymbolRecord, bool]:
         """The symbol's record, brought in line with this process's batch before anything else
@@ -393,9 +402,10 @@ class ScoreTrades(KeyedProcessFunction):
             self.sweep_at[symbol] = now + UNSCORED_SWEEP_MS
             timers.register_processing_time_timer(self.sweep_at[symbol])
 
-    def _flush(self, record: SymbolRecord):
-        """Scores and emits the batch; called in the context of a symbol of the batch (or of one
-        whose entries are all emitted), whose waiting trades it clears from `record`."""
+    def _flush(self, record: SymbolRecord, out: list) -> None:
+        """Scores the batch and appends its records to `out`; called in the context of a symbol of
+        the batch (or of one whose entries are all emitted), whose waiting trades it clears from
+        `record`."""
         if not self.pending:
             return
         pending, self.pending = self.pending, []
@@ -411,21 +421,21 @@ class ScoreTrades(KeyedProcessFunction):
         for (trade, features), if_score, label in zip(pending, scored.scores, scored.labels):
             rows.append(trade_row(trade, features, if_score, scored.version)[1])
             for anomaly in candidates(self.detection, self.zscore, trade, features, if_score, label, scored):
-                yield CANDIDATES, anomaly
-        yield batch("trades", rows)
+                out.append((CANDIDATES, anomaly))
+        out.append(batch("trades", rows))
 
-    def _add_to_bars(self, trade: Trade, record: SymbolRecord, ctx: KeyedProcessFunction.Context):
+    def _add_to_bars(self, trade: Trade, record: SymbolRecord, watermark: int,
+                     ctx: KeyedProcessFunction.Context, out: list) -> None:
         if record.bars is None:
             record.bars = OpenBars()
         bars = record.bars
-        watermark = ctx.timer_service().current_watermark()
         closed = bars.close_until(watermark, trade.symbol)  # a trading symbol's bars close as it trades
         timers, late = bars.add(trade, watermark)
         for instant in timers:
             ctx.timer_service().register_event_time_timer(instant)
         if closed:
             self.bars_emitted.inc(len(closed))
-            yield batch("bars", closed)
+            out.append(batch("bars", closed))
         if late:
             self.late.inc()
             # No watermark in the reason: dead letters are keyed by their reason, and a replay of
@@ -434,15 +444,16 @@ class ScoreTrades(KeyedProcessFunction):
                       f"missing from its {' and '.join(f'{s} s' for s in late)} bar")
             if self.sampled_log.should_log():
                 log.warning("%s trade %d %s (watermark %d)", trade.symbol, trade.trade_id, reason, watermark)
-            yield single(dead_letter("bars", reason, repr(tuple(trade)), trade.symbol, trade.trade_id))
+            out.append(single(dead_letter("bars", reason, repr(tuple(trade)), trade.symbol, trade.trade_id)))
 
-    def _close_bars(self, timestamp: int, bars: OpenBars, ctx: KeyedProcessFunction.OnTimerContext):
+    def _close_bars(self, timestamp: int, bars: OpenBars, ctx: KeyedProcessFunction.OnTimerContext,
+                    out: list) -> None:
         """A sweep timer (or the end of input) closes every bar the watermark has passed."""
         bars.swept(timestamp)
         rows = bars.close_until(max(timestamp, ctx.timer_service().current_watermark()), ctx.get_current_key())
         if rows:
             self.bars_emitted.inc(len(rows))
-            yield batch("bars", rows)
+            out.append(batch("bars", rows))
 
 
 class ApplyCooldown(KeyedProcessFunction):

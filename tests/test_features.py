@@ -69,7 +69,7 @@ SAMPLE = range(1, 5000, 37)
 
 def test_feature_vector_follows_feature_names(real):
     f = real["features"][100]
-    assert f.vector() == [getattr(f, name) for name in FEATURE_NAMES]
+    assert f.vector() == tuple(getattr(f, name) for name in FEATURE_NAMES)
 
 
 def test_price_and_return_zscores_use_the_window_before_the_trade_and_the_time_it_took(real):

@@ -90,3 +90,19 @@ def test_features_use_the_window_before_the_trade():
     f = observe(state, trades_from_prices([13.0], first_id=4)[0])
     assert f.price_mean == pytest.approx(11.0) and f.history == 3
     assert f.z_price == pytest.approx((13.0 - 11.0) / (2 / 3) ** 0.5)
+
+
+def test_the_score_is_the_strongest_z_by_magnitude_keeping_the_first_on_ties_and_nan():
+    """ZScoreDetector.score spells out max() for speed; it must choose what max() would."""
+    from itertools import product
+    from math import copysign, inf, isnan, nan
+
+    from flink_jobs.detectors.zscore import ZScoreDetector
+    from flink_jobs.features.symbol_state import TradeFeatures
+
+    values = [0.0, -0.0, 1.0, -1.0, 3.5, -3.5, -2.0, nan, inf, -inf]
+    for z_return, volume_z, rate_z in product(values, repeat=3):
+        features = TradeFeatures(*[0.0] * 18)._replace(z_return=z_return, volume_z=volume_z, rate_z=rate_z)
+        expected = max((z_return, max(volume_z, 0.0), max(rate_z, 0.0)), key=abs)
+        got = ZScoreDetector.score(features)
+        assert (isnan(got) and isnan(expected)) or (got == expected and copysign(1, got) == copysign(1, expected))

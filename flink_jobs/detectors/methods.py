@@ -51,6 +51,8 @@ def candidates(config: DetectionConfig, zscore: ZScoreDetector, trade: Trade, fe
                if_score: float, label: int, batch: ScoredBatch) -> list[Anomaly]:
     """The anomalies each method raises for one scored trade, before cooldown."""
     zscore_fires = zscore.fires(trade.symbol, features)
+    if not zscore_fires and label != -1:
+        return []  # no method can fire: combined needs the z-score, iforest an outlier label (most trades)
     scored_unusual = if_score < batch.combined_threshold
     # Novelty only matters (and is only described) where the score alone would not confirm.
     novelty = (batch.beyond_training(features)

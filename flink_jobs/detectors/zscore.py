@@ -34,7 +34,19 @@ class ZScoreDetector:
     def score(features: TradeFeatures) -> float:
         """The strongest of the three z-scores: a return either way; only unusually *large* sizes and
         rates (a tiny trade or a quiet second is no anomaly). Keeps the return's sign."""
-        return max((features.z_return, max(features.volume_z, 0.0), max(features.rate_z, 0.0)), key=abs)
+        # max((z_return, max(volume_z, 0), max(rate_z, 0)), key=abs), spelled out: it runs for
+        # every trade, and the conditionals keep max()'s choices (the first on ties, NaN included).
+        strongest = features.z_return
+        volume_z, rate_z = features.volume_z, features.rate_z
+        if volume_z < 0.0:
+            volume_z = 0.0
+        if rate_z < 0.0:
+            rate_z = 0.0
+        if abs(volume_z) > abs(strongest):
+            strongest = volume_z
+        if abs(rate_z) > abs(strongest):
+            strongest = rate_z
+        return strongest
 
     def fires(self, symbol: str, features: TradeFeatures) -> bool:
         """True when the trade has enough history and its z-score reaches the symbol's threshold."""
