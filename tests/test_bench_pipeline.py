@@ -2,6 +2,8 @@
 (The numbers themselves come from running bench/pipeline.py, never from a unit test.)"""
 import json
 
+import pytest
+
 from bench import load
 from bench.monitor import role_of
 from bench.pipeline import MARK_BEGIN, MARK_END, SOAK_BEGIN, SOAK_END, write_section
@@ -98,3 +100,32 @@ def test_a_latency_run_with_no_measured_rows_shows_dashes_not_nan():
     lines = [line for line in text.splitlines() if line.startswith("| 1,000/s") or line.startswith("| 20,000/s")]
     assert "| 362 | 529 | **611** | 718 | 1,973 |" in lines[0]
     assert "| - | - | **-** | - | 88,219 |" in lines[1] and "nan" not in text
+
+
+def test_the_steady_rate_counts_the_rows_stored_between_the_10th_and_90th_percentile_instants(tmp_path):
+    """1,000 rows inserted at 100 per second after a 30-second start: the start does not count."""
+    import config
+    from bench.pipeline import steady_rate
+    from flink_jobs.store import open_store
+
+    path = str(tmp_path / "chdb")
+    cfg = config.load({}, store={"chdb_path": path, "clickhouse_url": ""})
+    with open_store(cfg.store) as store:
+        store.apply_schema()
+        store.command("INSERT INTO trades (symbol, trade_id, ingested_at) SELECT 'BTCUSDT', number, "
+                      "fromUnixTimestamp64Milli(toInt64(1700000030000 + number * 10)) FROM numbers(1000)")
+    assert steady_rate(path) == pytest.approx(100.0, rel=0.01)
+
+
+def test_no_steady_rate_from_rows_all_stored_at_once(tmp_path):
+    import config
+    from bench.pipeline import steady_rate
+    from flink_jobs.store import open_store
+
+    path = str(tmp_path / "chdb")
+    cfg = config.load({}, store={"chdb_path": path, "clickhouse_url": ""})
+    with open_store(cfg.store) as store:
+        store.apply_schema()
+        store.command("INSERT INTO trades (symbol, trade_id, ingested_at) SELECT 'BTCUSDT', number, "
+                      "fromUnixTimestamp64Milli(toInt64(1700000030000)) FROM numbers(100)")
+    assert steady_rate(path) is None
