@@ -100,9 +100,15 @@ def _nesting_depth(text: str) -> int:
     return deepest
 
 
+# json.loads makes exactly these types (never subclasses): a float, or a container of anything.
+_MAY_HOLD_NON_FINITE = frozenset((float, dict, list))
+
+
 def _check_finite(payload) -> None:
     """Refuses non-finite numbers anywhere in the message: NaN and Infinity are not JSON (RFC 8259),
     and 1e999 parses to infinity."""
+    if type(payload) is dict and not any(type(item) in _MAY_HOLD_NON_FINITE for item in payload.values()):
+        return  # a flat object without floats (every Binance trade: prices are strings): nothing to walk
     stack = [(payload, ())] if isinstance(payload, (dict, list)) else []
     while stack:
         node, path = stack.pop()
