@@ -152,17 +152,19 @@ STEADY_FROM, STEADY_TO = 0.1, 0.9
 
 
 def steady_rate(chdb_path: str) -> float | None:
-    """Trades per second while the job ran at full pace: the rows stored between the instants the
-    store had STEADY_FROM and STEADY_TO of them (by `ingested_at`, the store's insert time), over
-    the time between. None when the rows came in too few inserts to tell."""
+    """Trades per second while the job ran at full pace: the rows stored from the instant the store
+    had STEADY_FROM of them to the instant it had STEADY_TO, by `ingested_at` (the store's insert
+    time, one per insert), over the time between. Every stored row counts (no FINAL: a row written
+    twice was work done twice). None when all rows came in one insert."""
     row = store_counts(chdb_path, f"""
-        SELECT count() AS n,
-               quantileExact({STEADY_FROM})(toUnixTimestamp64Milli(ingested_at)) AS start_ms,
-               quantileExact({STEADY_TO})(toUnixTimestamp64Milli(ingested_at)) AS end_ms
+        WITH (SELECT quantileExact({STEADY_FROM})(ingested_at) FROM trades) AS start_at,
+             (SELECT quantileExact({STEADY_TO})(ingested_at) FROM trades) AS end_at
+        SELECT countIf(ingested_at > start_at AND ingested_at <= end_at) AS n,
+               toUnixTimestamp64Milli(any(start_at)) AS start_ms, toUnixTimestamp64Milli(any(end_at)) AS end_ms
         FROM trades""")[0]
     if row["n"] == 0 or row["end_ms"] <= row["start_ms"]:
         return None
-    return (STEADY_TO - STEADY_FROM) * row["n"] / ((row["end_ms"] - row["start_ms"]) / 1000.0)
+    return row["n"] / ((row["end_ms"] - row["start_ms"]) / 1000.0)
 
 
 def submit(stack: Stack, chdb_path: str, *job_args: str, env: dict | None = None, background: bool = False):

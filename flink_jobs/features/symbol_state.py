@@ -244,8 +244,8 @@ def observe(state: SymbolState, trade: Trade) -> TradeFeatures:
     The hottest code of the job (16 µs per trade before the sixth round, a third of a Python
     worker's time), written for CPython: a Python call costs about 0.1 µs and this made about a
     hundred per trade, so the trade is unpacked once, each window's z-score comes with its
-    standard deviation in one call, max() of two values is a conditional and the result is built
-    positionally. Every value is still the same operation in the same order as before, so
+    standard deviation in one call (RollingStats.zscore_and_std, with conditionals for max())
+    and the result is built positionally. Every value is still the same operation in the same order as before, so
     features are equal bit for bit (tests/test_features.py holds them against numpy references
     and against digests recorded before the change).
     """
