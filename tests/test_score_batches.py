@@ -7,8 +7,10 @@ import pickle
 
 import pytest
 
+from pyflink.datastream import TimeDomain
+
 import config as app_config
-from flink_jobs.operators import ScoreTrades
+from flink_jobs.operators import END_OF_INPUT, ScoreTrades
 from flink_jobs.trades import Trade
 
 T0 = 1_700_000_000_000
@@ -160,3 +162,20 @@ def test_a_call_scores_the_same_trades_as_one_call_per_trade(scoring):
 
     assert batched == one_by_one == list(range(1, 9))
     assert waiting(state, "SOLUSDT") == waiting(single_state, "SOLUSDT") == [9]
+
+
+class EndOfInputContext(Context):
+    """The end of a bounded input: Flink fires every event-time timer with the last watermark."""
+
+    def time_domain(self):
+        return TimeDomain.EVENT_TIME
+
+
+def test_the_end_of_input_scores_the_waiting_trades_and_clears_them_from_the_record(scoring):
+    operator, state = scoring
+    call(operator, state, "BTCUSDT", [1, 2])                      # below the batch size: they wait
+    assert waiting(state, "BTCUSDT") == [1, 2]
+
+    out = list(operator.on_timer(END_OF_INPUT, EndOfInputContext("BTCUSDT")))
+    assert scored_ids(out) == [1, 2]
+    assert waiting(state, "BTCUSDT") == [] and pending(operator) == []
