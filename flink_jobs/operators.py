@@ -49,6 +49,11 @@ END_OF_INPUT = 2**63 - 1
 # pending per symbol (ScoreTrades): it clears entries another symbol's flush emitted and scores
 # entries a restore brought back, for a symbol that does not trade again.
 UNSCORED_SWEEP_MS = 10_000
+# Rows of one bars record at most. A symbol can close thousands of bars at once: when the watermark
+# jumps (a backlog's records pass the timestamp assigner between two periodic watermarks, or the
+# end of a bounded input), all its 1-second bars up to there. The store sink takes a record whole
+# before it flushes, so its buffer is bounded by SINK_BATCH_SIZE plus the largest record.
+MAX_BAR_ROWS_PER_RECORD = 256
 
 
 def batch(table: str, rows: list) -> tuple:
@@ -434,8 +439,7 @@ class ScoreTrades(KeyedProcessFunction):
         for instant in timers:
             ctx.timer_service().register_event_time_timer(instant)
         if closed:
-            self.bars_emitted.inc(len(closed))
-            out.append(batch("bars", closed))
+            self._emit_bars(closed, out)
         if late:
             self.late.inc()
             # No watermark in the reason: dead letters are keyed by their reason, and a replay of
@@ -452,8 +456,12 @@ class ScoreTrades(KeyedProcessFunction):
         bars.swept(timestamp)
         rows = bars.close_until(max(timestamp, ctx.timer_service().current_watermark()), ctx.get_current_key())
         if rows:
-            self.bars_emitted.inc(len(rows))
-            out.append(batch("bars", rows))
+            self._emit_bars(rows, out)
+
+    def _emit_bars(self, rows: list, out: list) -> None:
+        self.bars_emitted.inc(len(rows))
+        for start in range(0, len(rows), MAX_BAR_ROWS_PER_RECORD):
+            out.append(batch("bars", rows[start:start + MAX_BAR_ROWS_PER_RECORD]))
 
 
 class ApplyCooldown(KeyedProcessFunction):
@@ -526,7 +534,7 @@ class StoreSink(KeyedProcessFunction):
         self.rows_written = metrics.counter("rows_written")
         self.batches_written = metrics.counter("batches_written")
         # Fewer than SINK_BATCH_SIZE rows plus one record (a scoring batch of up to IFOREST_BATCH_SIZE
-        # trade rows, or the bars a symbol closes at once): a full buffer is inserted before the next
+        # trade rows, or up to MAX_BAR_ROWS_PER_RECORD bars): a full buffer is inserted before the next
         # record is taken, so a slow store slows the job down (back-pressure) instead of growing it.
         metrics.gauge("buffered_rows", lambda: self.buffered)
         # Gauges are read when a bundle ends, often just after a flush: the peak shows the bound.

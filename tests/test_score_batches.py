@@ -179,3 +179,24 @@ def test_the_end_of_input_scores_the_waiting_trades_and_clears_them_from_the_rec
     out = list(operator.on_timer(END_OF_INPUT, EndOfInputContext("BTCUSDT")))
     assert scored_ids(out) == [1, 2]
     assert waiting(state, "BTCUSDT") == [] and pending(operator) == []
+
+
+def test_bars_closed_at_once_leave_in_records_of_a_bounded_size():
+    """A watermark jump (the end of a bounded input) closes every open bar of a symbol at once:
+    the store sink takes a record whole, so its buffer is bounded only if records are."""
+    from flink_jobs.operators import MAX_BAR_ROWS_PER_RECORD
+
+    cfg = app_config.load({}, detection={"methods": ("zscore",)})
+    state = KeyedValue()
+    operator = ScoreTrades(cfg.detection, bars=True)
+    operator.open(RuntimeContext(state))
+    state.key = "BTCUSDT"
+    seconds = 2 * MAX_BAR_ROWS_PER_RECORD + 10      # one trade per second: a 1-second bar each
+    call_trades = [tuple(Trade("BTCUSDT", i, 100.0, 1.0, T0 + i * 1000, 0, False)) for i in range(seconds)]
+    list(operator.process_element(call_trades, Context("BTCUSDT")))   # the watermark is at its start
+
+    out = list(operator.on_timer(END_OF_INPUT, EndOfInputContext("BTCUSDT")))
+    bar_records = [rows for table, rows in out if table == "bars"]
+    one_second_bars = sorted(row[2] for rows in bar_records for row in rows if row[1] == 1)
+    assert one_second_bars == [T0 + i * 1000 for i in range(seconds)]      # all of them, once
+    assert len(bar_records) == 3 and max(len(rows) for rows in bar_records) == MAX_BAR_ROWS_PER_RECORD

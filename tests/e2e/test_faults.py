@@ -334,7 +334,8 @@ def test_a_slow_store_slows_the_job_down_keeps_memory_bounded_and_loses_nothing(
     # (213-527 ms/s seen at most; 0-3 when the whole input fitted in flight)
     assert report["max_scoring_backpressured_ms_s"] >= 100, samples
     # Memory bounded: the sink holds less than a batch plus the record that fills it (a scoring batch
-    # of at most IFOREST_BATCH_SIZE rows, or the bars a symbol closes at once; 626 rows at most seen),
+    # of at most IFOREST_BATCH_SIZE rows, or at most MAX_BAR_ROWS_PER_RECORD bars: a symbol closes all its
+    # bars of the whole input at once here, when the end of the input reaches scoring),
     # not the backlog; the rest waits in Kafka, not in the workers, whose RSS stays flat while
     # 150,000 trades pass; the JVM stays within its process size.
     assert 0 < report["max_buffered_rows"] < 2 * batch, samples
