@@ -203,7 +203,8 @@ def throughput(stack: Stack, trades: int, symbols: int, partitions: int, paralle
     out = {"trades": sent, "symbols": symbols, "partitions": partitions, "parallelism": parallelism,
            "send_seconds": round(send_seconds, 1), "net_runtime_s": report["net_runtime_seconds"],
            "wall_s": report["wall_seconds"], "trades_per_s": round(sent / report["net_runtime_seconds"]),
-           "steady_trades_per_s": _rounded(steady_rate(chdb_path)), "stored": stored["n"], "stored_distinct": stored["distinct_trades"], "usage": summarize(usage)}
+           "steady_trades_per_s": _rounded(steady_rate(chdb_path)), "stored": stored["n"],
+           "stored_distinct": stored["distinct_trades"], "usage": summarize(usage)}
     log.info("throughput %d symbols: %s", symbols, {k: v for k, v in out.items() if k != "usage"})
     return out
 
@@ -385,7 +386,7 @@ def markdown(results: dict, command: str) -> str:
         lines += ["**Throughput** (bounded job over a full topic; `flink run` on the standalone cluster; "
                   "all three methods with ONNX; chDB store):", "",
                   "| trades | symbols | partitions / parallelism | net runtime (s) | trades/s | "
-                  "steady trades/s (10-90% of rows) | stored distinct |",
+                  f"steady trades/s ({STEADY_FROM:.0%}-{STEADY_TO:.0%} of rows) | stored distinct |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for t in results["throughput"]:
             steady = t.get("steady_trades_per_s")
@@ -393,8 +394,8 @@ def markdown(results: dict, command: str) -> str:
                          f"{t['net_runtime_s']:.1f} | **{t['trades_per_s']:,}** | "
                          f"{'-' if steady is None else f'{steady:,}'} | {t['stored_distinct']:,} |")
         lines += ["", "trades/s = trades / net runtime, the job's start included; steady = the rows stored "
-                      "while the job ran at full pace (between the instants the store held 10% and 90% of "
-                      "them, by insert time).", ""]
+                      f"while the job ran at full pace (between the instants the store held {STEADY_FROM:.0%} "
+                      f"and {STEADY_TO:.0%} of them, by insert time).", ""]
     if results.get("baseline") and results.get("throughput"):
         b, ours = results["baseline"], results["throughput"][0]["trades_per_s"]
         lines += [f"**Baseline** (earlier design, one process, `bench/baseline_stream.py`): {b['trades']:,} trades "

@@ -245,9 +245,9 @@ def observe(state: SymbolState, trade: Trade) -> TradeFeatures:
     worker's time), written for CPython: a Python call costs about 0.1 µs and this made about a
     hundred per trade, so the trade is unpacked once, each window's z-score comes with its
     standard deviation in one call (RollingStats.zscore_and_std, with conditionals for max())
-    and the result is built positionally. Every value is still the same operation in the same order as before, so
-    features are equal bit for bit (tests/test_features.py holds them against numpy references
-    and against digests recorded before the change).
+    and the result is built positionally. Every value is still the same operation in the same
+    order as before, so features are equal bit for bit (tests/test_features.py holds them against
+    numpy references and against digests recorded before the change).
     """
     _, _, price, qty, time_ms, _, is_buyer_maker = trade
     last_price = state.last_price
