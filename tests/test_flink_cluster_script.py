@@ -50,3 +50,17 @@ def test_latest_checkpoint_fails_when_there_is_none(tmp_path):
     result = cluster_script("latest-checkpoint", str(tmp_path))
     assert result.returncode == 1 and result.stdout == ""
     assert "no completed checkpoint" in result.stderr
+
+
+def test_stop_removes_the_scratch_stopped_taskmanagers_left(tmp_path):
+    # A TaskManager's folder of job jars and shipped Python files outlives it; nothing else removes it.
+    leftover = tmp_path / "flink" / "tmp" / "tm_localhost:40695-2d3dba" / "blobStorage" / "job_1" / "blob_p-1"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"x" * 1000)
+    (tmp_path / "flink" / "checkpoints" / "job" / "chk-1").mkdir(parents=True)
+    result = cluster_script("stop", env={"RUN_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "removing the scratch" in result.stderr
+    assert list((tmp_path / "flink" / "tmp").iterdir()) == []
+    # checkpoints (and savepoints, logs) are the user's, not scratch
+    assert (tmp_path / "flink" / "checkpoints" / "job" / "chk-1").is_dir()
