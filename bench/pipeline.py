@@ -296,7 +296,7 @@ def latency(stack: Stack, rates: list[int], seconds: float, symbols: int, partit
         results.append({
             "rate": rate, "sent": run.sent, "achieved_rate": round(run.achieved_rate), "stored": trades["rows"],
             "p50_ms": trades["q"][0], "p95_ms": trades["q"][1], "p99_ms": trades["q"][2], "max_ms": trades["max_ms"],
-            "measured_rows": trades["measured_rows"], "settle_s": settle_s,
+            "measured_rows": trades["measured_rows"], "settle_s": settle_s, "parallelism": parallelism,
             "settling_max_ms": trades["settling_max_ms"],
             "planted": len(planted), "planted_detected": len(planted_ms),
             "anomaly_p50_ms": percentile(planted_ms, 0.5), "anomaly_max_ms": planted_ms[-1] if planted_ms else None,
@@ -406,7 +406,9 @@ def markdown(results: dict, command: str) -> str:
                   + ".", ""]
     if results.get("latency"):
         settle = results["latency"][0].get("settle_s", 0)
-        lines += ["**Latency** from send to queryable row (unbounded job, paced input; percentiles over the "
+        parallelism = results["latency"][0].get("parallelism")
+        job = f"unbounded job at parallelism {parallelism}" if parallelism else "unbounded job"
+        lines += [f"**Latency** from send to queryable row ({job}, paced input; percentiles over the "
                   f"trades sent after the first {settle:.0f} s at each rate, the worst latency of those first "
                   "seconds beside them):", "",
                   "| target rate | achieved | rows stored / sent | p50 ms | p95 ms | p99 ms | max ms | "
@@ -470,8 +472,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallelism", type=int, default=2)
     parser.add_argument("--rates", default="1000,5000,20000", help="latency runs, trades/s; empty to skip")
     parser.add_argument("--rate-seconds", type=float, default=60, help="latency measured over this long per rate")
-    parser.add_argument("--settle-seconds", type=float, default=45,
-                        help="sent at each rate before the measured seconds, while the job warms up")
+    parser.add_argument("--latency-parallelism", type=int, default=1,
+                        help="parallelism of the latency job: on 2 cores one slot keeps up at 5,000 trades/s "
+                             "with the latency settings, two do not (docs/performance.md)")
+    parser.add_argument("--settle-seconds", type=float, default=90,
+                        help="sent at each rate before the measured seconds, while the job warms up and works "
+                             "off the backlog of its first seconds")
     parser.add_argument("--baseline-trades", type=int, default=20_000)
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--soak-minutes", type=float, default=0, help="only the memory soak, this long")
@@ -514,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
             rates = [int(r) for r in args.rates.split(",") if r]
             if rates:
                 results["latency"] = latency(stack, rates, args.rate_seconds, args.symbols, args.partitions,
-                                             args.parallelism, job_env, args.settle_seconds)
+                                             args.latency_parallelism, job_env, args.settle_seconds)
     finally:
         if not args.keep_stack:
             stack.stop()

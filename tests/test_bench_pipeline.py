@@ -100,6 +100,11 @@ def test_a_latency_run_with_no_measured_rows_shows_dashes_not_nan():
     lines = [line for line in text.splitlines() if line.startswith("| 1,000/s") or line.startswith("| 20,000/s")]
     assert "| 362 | 529 | **611** | 718 | 1,973 |" in lines[0]
     assert "| - | - | **-** | - | 88,219 |" in lines[1] and "nan" not in text
+    # the latency job's parallelism (its own setting, not the throughput runs') is stated with the table
+    assert "unbounded job, paced input; percentiles over the trades sent after the first 45 s" in text
+    at_one = markdown({"machine": {"cores": 2, "cpu": "x", "memory_gb": 1, "python": "3", "date": "d",
+                                   "load_average_at_start": 0}, "latency": [dict(measured, parallelism=1)]}, "cmd")
+    assert "(unbounded job at parallelism 1, paced input;" in at_one
 
 
 def test_the_steady_rate_leaves_out_a_slow_start(tmp_path):
