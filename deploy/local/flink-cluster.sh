@@ -105,9 +105,8 @@ show_logs() {
 clear_scratch() {
   if [ -d "$FLINK_DIR/tmp" ] && [ -n "$(ls -A "$FLINK_DIR/tmp")" ]; then
     log "removing the scratch of stopped Flink processes ($(du -sh "$FLINK_DIR/tmp" | cut -f1) in $FLINK_DIR/tmp)"
-    rm -rf "${FLINK_DIR:?}/tmp"
+    find "${FLINK_DIR:?}/tmp" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
   fi
-  mkdir -p "$FLINK_DIR/tmp"
 }
 
 # write_config PYFLINK_DIR: a fresh copy of the wheel's conf/ with our settings merged into config.yaml.
@@ -115,7 +114,7 @@ write_config() {
   local pyflink=$1
   rm -rf "$FLINK_CONF_DIR"
   clear_scratch
-  mkdir -p "$FLINK_CONF_DIR" "$FLINK_LOG_DIR"
+  mkdir -p "$FLINK_CONF_DIR" "$FLINK_LOG_DIR" "$FLINK_DIR/tmp"
   cp -R "$pyflink/conf/." "$FLINK_CONF_DIR/"
   echo "localhost:$FLINK_REST_PORT" > "$FLINK_CONF_DIR/masters"
   echo "localhost" > "$FLINK_CONF_DIR/workers"
