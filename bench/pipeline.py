@@ -102,12 +102,14 @@ class Stack:
         end its last task after cancelling the rest in a second, so the wait is generous."""
         self.cancel(job_id)
         started = time.monotonic()
+        report_at = 30.0
         while client.poll() is None:
             waited = time.monotonic() - started
             if waited > CANCEL_TIMEOUT_S:
                 raise RuntimeError(f"job {job_id} still running {CANCEL_TIMEOUT_S} s after it was cancelled")
-            if waited > 30 and int(waited) % 30 == 0:
+            if waited >= report_at:
                 log.info("  waiting for job %s to end (cancelled %.0f s ago)", job_id, waited)
+                report_at += 30
             time.sleep(1)
 
     def producer(self):
