@@ -7,8 +7,8 @@
       -> ScoreTrades            keyed state: rolling features; z-score and ONNX Isolation Forest in
                                 micro-batches per subtask; 1 s and 1 min OHLCV bars (event time)
          candidates -> key_by(symbol) -> ApplyCooldown   per symbol and method
-      -> union(dead letters) -> StoreSink    batched, idempotent inserts into trades/anomalies/
-                                             dead_letters/bars
+      -> union(dead letters) -> key by sink key, in Java
+      -> StoreSink              batched, idempotent inserts into trades/anomalies/dead_letters/bars
          anomalies -> key_by(symbol) -> AlertSink   Telegram/Slack, when configured (flink_jobs/alerts/)
 
 Runs in a local MiniCluster:    python flink_jobs/anomaly_job.py --bounded
@@ -271,7 +271,7 @@ def keyed_by_symbol(parsed, watermarks, parallelism: int):
     return KeyedStream(j_keyed, Types.PICKLED_BYTE_ARRAY(), parsed)
 
 
-def parse_in_batches(env, raw, cfg: AppConfig, parallelism: int):
+def parse_in_batches(env, raw, cfg: AppConfig, parallelism: int, sink_parallelism: int):
     """Raw messages -> (trades, dead letters) (flink_jobs/parse_batches.py).
 
     Trades leave as (Row(symbol, pickled trades), event time) records, one per symbol and Arrow
@@ -287,10 +287,10 @@ def parse_in_batches(env, raw, cfg: AppConfig, parallelism: int):
     from pyflink.datastream import DataStream
     from pyflink.java_gateway import get_gateway
     from pyflink.table import DataTypes, StreamTableEnvironment
-    from pyflink.table.expressions import col, row
+    from pyflink.table.expressions import col, lit, row
     from pyflink.table.udf import udf
 
-    from flink_jobs.operators import PARSED_TYPE, ParseTradeBatches
+    from flink_jobs.operators import PARSED_TYPE, STORE_RECORD_TYPE, ParseTradeBatches, pickled_sink_key
     from flink_jobs.parse_batches import DEAD_LETTER_KEY
 
     job_parallelism = env.get_parallelism()
@@ -316,24 +316,46 @@ def parse_in_batches(env, raw, cfg: AppConfig, parallelism: int):
     trades = t_env.to_append_stream(
         parsed.where(col("key") != DEAD_LETTER_KEY).select(row(col("key"), col("payload")), col("event_time")),
         PARSED_TYPE)
+    # Dead letters go to the store as Row(sink key, record), as scoring's records do, with the key
+    # their first column (the stage, "parse") gives.
+    dead_letter_key = pickled_sink_key("parse", sink_parallelism)
     j_letters = t_env.to_append_stream(
-        parsed.where(col("key") == DEAD_LETTER_KEY).select(col("payload"), col("event_time")),
-        Types.TUPLE([bytes_type, Types.LONG()]))._j_data_stream
+        parsed.where(col("key") == DEAD_LETTER_KEY).select(row(lit(dead_letter_key), col("payload")),
+                                                           col("event_time")),
+        Types.TUPLE([Types.ROW([bytes_type, bytes_type]), Types.LONG()]))._j_data_stream
     env.set_parallelism(job_parallelism)  # planning a conversion sets it to the tables' parallelism
     # The payload as what it is, a pickled store record (the same bytes, read by Python as pickled),
     # at the job's parallelism like the streams it joins on the way to the store.
     remove_time = get_gateway().jvm.org.apache.flink.streaming.api.functions.python.eventtime \
         .RemoveTimestampMapFunction()
-    dead_letters = DataStream(j_letters.map(remove_time, Types.PICKLED_BYTE_ARRAY().get_java_type_info())
+    dead_letters = DataStream(j_letters.map(remove_time, STORE_RECORD_TYPE.get_java_type_info())
                               .name("dead-letters").setParallelism(job_parallelism))
     return trades, dead_letters
+
+
+def keyed_for_store(records):
+    """Row(sink key, store record) records -> a stream keyed by the sink key, in Java.
+
+    The records come that way from scoring, the cooldown and the parser's dead letters. PyFlink's
+    key_by here would run its key selector in a Python operator of its own behind the union: one
+    more hop between Python operators on every trade's way to the store, and a task in the
+    workers. The key type is what that key_by used, so savepoints of earlier versions restore.
+    """
+    from pyflink.common import Types
+    from pyflink.datastream import KeyedStream
+    from pyflink.java_gateway import get_gateway
+
+    from flink_jobs.operators import STORE_KEY_TYPE
+
+    j_keyed = records._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(), STORE_KEY_TYPE.get_java_type_info())
+    return KeyedStream(j_keyed, Types.PICKLED_BYTE_ARRAY(), records)
 
 
 def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None:
     from pyflink.common import Duration, WatermarkStrategy
 
     from flink_jobs.alerts.sink import describe_alerting
-    from flink_jobs.operators import ALERTS, CANDIDATES, ApplyCooldown, ScoreTrades, StoreSink, sink_key
+    from flink_jobs.operators import ALERTS, CANDIDATES, STORE_RECORD_TYPE, ApplyCooldown, ScoreTrades, StoreSink
 
     # Every stateful operator has a fixed uid, so a savepoint or retained checkpoint maps onto the
     # job again after its code changed (flink run -s; docs/reliability.md).
@@ -347,22 +369,24 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
         source_parallelism = cfg.job.parallelism
         raw = env.from_source(kafka_source(cfg), WatermarkStrategy.no_watermarks(), "kafka-trades")
     raw = raw.uid("source").set_parallelism(source_parallelism)
-    parsed, dead_letters = parse_in_batches(env, raw, cfg, source_parallelism)
+    # chDB allows one owner per directory, so the embedded store gets one writer; a server scales out.
+    sink_parallelism = 1 if cfg.store.backend == "chdb" else cfg.job.parallelism
+    parsed, dead_letters = parse_in_batches(env, raw, cfg, source_parallelism, sink_parallelism)
     watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.job.max_out_of_orderness_ms))
     if cfg.job.idle_timeout_ms:
         # A subtask whose partitions carry no trades would hold the watermark, and so every bar,
         # back for ever; idle, it is left out of the minimum.
         watermarks = watermarks.with_idleness(Duration.of_millis(cfg.job.idle_timeout_ms))
     scored = (keyed_by_symbol(parsed, watermarks, source_parallelism)
-              .process(ScoreTrades(cfg.detection, bars=cfg.job.bars))
+              .process(ScoreTrades(cfg.detection, bars=cfg.job.bars, sink_parallelism=sink_parallelism),
+                       output_type=STORE_RECORD_TYPE)
               .name("features-and-scoring").uid("features-and-scoring"))
     anomalies = (scored.get_side_output(CANDIDATES)
                  .key_by(lambda anomaly: anomaly.trade.symbol)
-                 .process(ApplyCooldown(cfg.detection, alerts=cfg.alerts.enabled)).name("cooldown").uid("cooldown"))
-    # chDB allows one owner per directory, so the embedded store gets one writer; a server scales out.
-    sink_parallelism = 1 if cfg.store.backend == "chdb" else cfg.job.parallelism
-    (scored.union(anomalies, dead_letters)
-     .key_by(lambda record: sink_key(record, sink_parallelism))
+                 .process(ApplyCooldown(cfg.detection, alerts=cfg.alerts.enabled, sink_parallelism=sink_parallelism),
+                          output_type=STORE_RECORD_TYPE)
+                 .name("cooldown").uid("cooldown"))
+    (keyed_for_store(scored.union(anomalies, dead_letters))
      .process(StoreSink(cfg.store)).name(f"store-sink-{cfg.store.backend}").uid("store-sink")
      .set_parallelism(sink_parallelism))
     log.info("%s", describe_alerting(cfg.alerts))

@@ -3,7 +3,8 @@
 Records between operators are pickled Python objects: Row(symbol, a list of the symbol's trades
 of one parse batch, each a plain tuple of the Trade's fields) after parsing, Anomaly tuples between
 scoring and cooldown, and ("table", [row, ...])
-batches addressed to the store, where each row follows store.TABLE_COLUMNS[table]. Rows travel
+batches addressed to the store, where each row follows store.TABLE_COLUMNS[table], each behind
+its sink key as Row(key, batch) until the store sink's key selector has read it. Rows travel
 to the store in batches because every record that crosses between Java and a Python operator
 has a fixed cost (docs/performance.md).
 """
@@ -15,7 +16,7 @@ import threading
 import time
 import zlib
 
-from pyflink.common import Types
+from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
@@ -43,6 +44,14 @@ ALERTS = OutputTag("alerts", Types.PICKLED_BYTE_ARRAY())
 # operator sits between parsing and scoring. The scoring operator reads the payload as pickled.
 KEYED_TRADE_TYPE = Types.ROW([Types.STRING(), Types.PICKLED_BYTE_ARRAY()])
 PARSED_TYPE = Types.TUPLE([Types.ROW([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())]), Types.LONG()])
+# Store records leave scoring and the cooldown as Row(sink key, record), the dead letters of parsing
+# the same way from Java, so that a Java key selector in front of the store sink reads the key from
+# field 0: PyFlink's key_by runs its key selector in a Python operator of its own behind the union,
+# one more hop between Python operators on every trade's path (docs/performance.md, eighth round).
+# Row(key, record) with both fields pickled is what that key_by produced, so the sink's keyed state
+# in savepoints of earlier versions has the same key serializer and key groups.
+STORE_RECORD_TYPE = Types.ROW([Types.PICKLED_BYTE_ARRAY(), Types.PICKLED_BYTE_ARRAY()])
+STORE_KEY_TYPE = Types.ROW([Types.PICKLED_BYTE_ARRAY()])
 # Event-time timers at this instant fire only on the final watermark of a bounded input.
 END_OF_INPUT = 2**63 - 1
 # How long after its trade joined a scoring batch a symbol's "sweep" timer fires, at most one
@@ -59,6 +68,11 @@ MAX_BAR_ROWS_PER_RECORD = 256
 def batch(table: str, rows: list) -> tuple:
     """The record the store sink takes: one table's rows, inserted together."""
     return table, rows
+
+
+def addressed(record: tuple, sink_parallelism: int) -> Row:
+    """A store record with its sink key in front, as the store sink's Java key selector reads it."""
+    return Row(sink_key(record, sink_parallelism), record)
 
 
 def single(record: tuple) -> tuple:
@@ -268,9 +282,10 @@ class ScoreTrades(KeyedProcessFunction):
     (sql/queries/bars_from_trades.sql).
     """
 
-    def __init__(self, detection: DetectionConfig, bars: bool = True):
+    def __init__(self, detection: DetectionConfig, bars: bool = True, sink_parallelism: int = 1):
         self.detection = detection
         self.bars = bars
+        self.sink_parallelism = sink_parallelism
 
     def open(self, runtime_context: RuntimeContext):
         exit_with_taskmanager()
@@ -342,7 +357,8 @@ class ScoreTrades(KeyedProcessFunction):
         if state.is_replay_of_seen_trade(trade):
             self.repeats.inc()
             reason = f"repeated or out-of-order trade id: {trade.trade_id} (last seen {state.last_trade_id})"
-            out.append(single(dead_letter("detect", reason, repr(tuple(trade)), trade.symbol, trade.trade_id)))
+            out.append(addressed(single(dead_letter("detect", reason, repr(tuple(trade)), trade.symbol,
+                                                    trade.trade_id)), self.sink_parallelism))
             return
         features = observe(state, trade)
         if self.bars:
@@ -427,7 +443,7 @@ class ScoreTrades(KeyedProcessFunction):
             rows.append(trade_row(trade, features, if_score, scored.version)[1])
             for anomaly in candidates(self.detection, self.zscore, trade, features, if_score, label, scored):
                 out.append((CANDIDATES, anomaly))
-        out.append(batch("trades", rows))
+        out.append(addressed(batch("trades", rows), self.sink_parallelism))
 
     def _add_to_bars(self, trade: Trade, record: SymbolRecord, watermark: int,
                      ctx: KeyedProcessFunction.Context, out: list) -> None:
@@ -448,7 +464,8 @@ class ScoreTrades(KeyedProcessFunction):
                       f"missing from its {' and '.join(f'{s} s' for s in late)} bar")
             if self.sampled_log.should_log():
                 log.warning("%s trade %d %s (watermark %d)", trade.symbol, trade.trade_id, reason, watermark)
-            out.append(single(dead_letter("bars", reason, repr(tuple(trade)), trade.symbol, trade.trade_id)))
+            out.append(addressed(single(dead_letter("bars", reason, repr(tuple(trade)), trade.symbol,
+                                                    trade.trade_id)), self.sink_parallelism))
 
     def _close_bars(self, timestamp: int, bars: OpenBars, ctx: KeyedProcessFunction.OnTimerContext,
                     out: list) -> None:
@@ -461,7 +478,7 @@ class ScoreTrades(KeyedProcessFunction):
     def _emit_bars(self, rows: list, out: list) -> None:
         self.bars_emitted.inc(len(rows))
         for start in range(0, len(rows), MAX_BAR_ROWS_PER_RECORD):
-            out.append(batch("bars", rows[start:start + MAX_BAR_ROWS_PER_RECORD]))
+            out.append(addressed(batch("bars", rows[start:start + MAX_BAR_ROWS_PER_RECORD]), self.sink_parallelism))
 
 
 class ApplyCooldown(KeyedProcessFunction):
@@ -469,9 +486,10 @@ class ApplyCooldown(KeyedProcessFunction):
     symbol less than COOLDOWN_SECONDS of event time before. Only candidates reach this operator.
     With `alerts`, every anomaly let through also goes to the ALERTS side output."""
 
-    def __init__(self, detection: DetectionConfig, alerts: bool = False):
+    def __init__(self, detection: DetectionConfig, alerts: bool = False, sink_parallelism: int = 1):
         self.detection = detection
         self.alerts = alerts
+        self.sink_parallelism = sink_parallelism
 
     def open(self, runtime_context: RuntimeContext):
         exit_with_taskmanager()
@@ -489,17 +507,28 @@ class ApplyCooldown(KeyedProcessFunction):
         # High-severity anomalies are logged; the store and the `anomalies` metric have them all.
         log.log(logging.INFO if anomaly.severity == "high" else logging.DEBUG, "anomaly %s %s trade %d: %s",
                 anomaly.method, anomaly.trade.symbol, anomaly.trade.trade_id, anomaly.reason)
-        yield single(anomaly_row(anomaly))
+        yield addressed(single(anomaly_row(anomaly)), self.sink_parallelism)
         if self.alerts:
             yield ALERTS, alert_from_anomaly(anomaly)
 
 
 def sink_key(record: tuple, parallelism: int) -> int:
     """Spreads store batches over the sink subtasks by their first row's first column (symbol or stage)."""
-    if parallelism == 1:
-        return 0
     table, rows = record
-    return zlib.crc32(str(rows[0][0]).encode()) % parallelism
+    return sink_key_of(rows[0][0], parallelism)
+
+
+def sink_key_of(first_column, parallelism: int) -> int:
+    return 0 if parallelism == 1 else zlib.crc32(str(first_column).encode()) % parallelism
+
+
+def pickled_sink_key(first_column, parallelism: int) -> bytes:
+    """The sink key as a Python operator's output carries it in a pickled field (PyFlink encodes
+    those with cloudpickle), for records put together in Java: the same key must be the same bytes
+    there, or the sink's state would hold it twice."""
+    import cloudpickle
+
+    return cloudpickle.dumps(sink_key_of(first_column, parallelism))
 
 
 class StoreSink(KeyedProcessFunction):

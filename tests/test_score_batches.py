@@ -4,13 +4,16 @@ A trade waits in the subtask's micro-batch and in its symbol's keyed record unti
 scored: a checkpoint taken meanwhile must hold it, or a restore loses it. Flink's keyed state,
 timers and metrics are stood in for by the small fakes below; the operator's own code is real."""
 import pickle
+import zlib
 
 import pytest
 
-from pyflink.datastream import TimeDomain
+from pyflink.common import Row
+from pyflink.datastream import OutputTag, TimeDomain
+from pyflink.fn_execution import coders
 
 import config as app_config
-from flink_jobs.operators import END_OF_INPUT, ScoreTrades
+from flink_jobs.operators import END_OF_INPUT, ScoreTrades, pickled_sink_key
 from flink_jobs.trades import Trade
 
 T0 = 1_700_000_000_000
@@ -88,11 +91,11 @@ class NoModel:
         return None
 
 
-def scoring_operator() -> tuple[ScoreTrades, KeyedValue]:
+def scoring_operator(sink_parallelism: int = 1) -> tuple[ScoreTrades, KeyedValue]:
     cfg = app_config.load({}, detection={"methods": ("zscore",), "iforest_batch_size": 4,
                                          "iforest_batch_ms": 10_000})
     state = KeyedValue()
-    operator = ScoreTrades(cfg.detection, bars=False)
+    operator = ScoreTrades(cfg.detection, bars=False, sink_parallelism=sink_parallelism)
     operator.open(RuntimeContext(state))
     operator.models = NoModel()
     return operator, state
@@ -120,8 +123,41 @@ def pending(operator):
     return [trade.trade_id for trade, _ in operator.pending]
 
 
-def scored_ids(records):
-    return [row[1] for table, rows in records if table == "trades" for row in rows]
+def store_records(out):
+    """The store records among an operator's output, each checked for its sink key (parallelism 1: 0)."""
+    records = [item for item in out if not isinstance(item[0], OutputTag)]
+    assert all(key == 0 for key, _ in records)
+    return [record for _, record in records]
+
+
+def scored_ids(out):
+    return [row[1] for table, rows in store_records(out) if table == "trades" for row in rows]
+
+
+def test_store_records_carry_the_sink_key_of_their_first_row_s_symbol():
+    """The Java key selector in front of the store sink reads field 0: with several sink subtasks
+    (a ClickHouse server) a batch goes where its first row's symbol says."""
+    operator, state = scoring_operator(sink_parallelism=3)
+
+    out = call(operator, state, "BTCUSDT", [1, 2, 3, 4])
+    out += call(operator, state, "XRPUSDT", [1, 2, 3, 4])
+
+    assert [(key, record[1][0][0]) for key, record in out] == [
+        (zlib.crc32(b"BTCUSDT") % 3, "BTCUSDT"), (zlib.crc32(b"XRPUSDT") % 3, "XRPUSDT")]
+    assert len({key for key, _ in out}) == 2   # the two symbols land on different subtasks
+
+
+def test_a_sink_key_made_for_java_is_the_bytes_a_python_operator_sends():
+    """Dead letters get their sink key in Java (anomaly_job.parse_in_batches); different bytes for
+    the same key would make it a second key in the sink's state."""
+    record = ("dead_letters", [("parse", "reason", "raw", "", -1, 0)])
+    # PyFlink encodes a Python operator's pickled fields with this coder (coders.from_type_info_proto).
+    sent = coders.RowCoder([coders.CloudPickleCoder(), coders.CloudPickleCoder()], ["key", "record"]) \
+        .get_impl().encode(Row(0, record))
+
+    key = pickled_sink_key("parse", 1)
+    # After the row's header byte (row kind and null mask): the field's length, then its bytes.
+    assert sent[1:].startswith(len(key).to_bytes(4, "big") + key)
 
 
 def test_trades_after_a_flush_within_one_call_stay_in_the_symbol_s_record(scoring):
@@ -196,7 +232,7 @@ def test_bars_closed_at_once_leave_in_records_of_a_bounded_size():
     list(operator.process_element(call_trades, Context("BTCUSDT")))   # the watermark is at its start
 
     out = list(operator.on_timer(END_OF_INPUT, EndOfInputContext("BTCUSDT")))
-    bar_records = [rows for table, rows in out if table == "bars"]
+    bar_records = [rows for table, rows in store_records(out) if table == "bars"]
     one_second_bars = sorted(row[2] for rows in bar_records for row in rows if row[1] == 1)
     assert one_second_bars == [T0 + i * 1000 for i in range(seconds)]      # all of them, once
     assert len(bar_records) == 3 and max(len(rows) for rows in bar_records) == MAX_BAR_ROWS_PER_RECORD
