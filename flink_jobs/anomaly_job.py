@@ -6,7 +6,7 @@
       -> event-time watermarks  (trade time, bounded out-of-orderness), key by symbol, in Java
       -> ScoreTrades            keyed state: rolling features; z-score and ONNX Isolation Forest in
                                 micro-batches per subtask; 1 s and 1 min OHLCV bars (event time)
-         candidates -> key_by(symbol) -> ApplyCooldown   per symbol and method
+         candidates -> key by symbol, in Java -> ApplyCooldown   per symbol and method
       -> union(dead letters) -> key by sink key, in Java
       -> StoreSink              batched, idempotent inserts into trades/anomalies/dead_letters/bars
          anomalies -> key_by(symbol) -> AlertSink   Telegram/Slack, when configured (flink_jobs/alerts/)
@@ -333,21 +333,22 @@ def parse_in_batches(env, raw, cfg: AppConfig, parallelism: int, sink_parallelis
     return trades, dead_letters
 
 
-def keyed_for_store(records):
-    """Row(sink key, store record) records -> a stream keyed by the sink key, in Java.
+def keyed_by_first_field(records):
+    """Row(key, value) records, both fields pickled -> a stream keyed by the key, in Java.
 
-    The records come that way from scoring, the cooldown and the parser's dead letters. PyFlink's
-    key_by here would run its key selector in a Python operator of its own behind the union: one
-    more hop between Python operators on every trade's way to the store, and a task in the
-    workers. The key type is what that key_by used, so savepoints of earlier versions restore.
+    Scoring sends its candidates that way (key: the symbol), and scoring, the cooldown and the
+    parser's dead letters their store records (key: the sink key). PyFlink's key_by would run its
+    key selector in Python: in front of the store sink, behind the union, as a Python operator of
+    its own, one more hop between Python operators on every trade's way to the store. The key
+    type is the one that key_by used, so savepoints of earlier versions restore.
     """
     from pyflink.common import Types
     from pyflink.datastream import KeyedStream
     from pyflink.java_gateway import get_gateway
 
-    from flink_jobs.operators import STORE_KEY_TYPE
+    from flink_jobs.operators import PICKLED_KEY_TYPE
 
-    j_keyed = records._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(), STORE_KEY_TYPE.get_java_type_info())
+    j_keyed = records._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(), PICKLED_KEY_TYPE.get_java_type_info())
     return KeyedStream(j_keyed, Types.PICKLED_BYTE_ARRAY(), records)
 
 
@@ -381,12 +382,11 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
               .process(ScoreTrades(cfg.detection, bars=cfg.job.bars, sink_parallelism=sink_parallelism),
                        output_type=STORE_RECORD_TYPE)
               .name("features-and-scoring").uid("features-and-scoring"))
-    anomalies = (scored.get_side_output(CANDIDATES)
-                 .key_by(lambda anomaly: anomaly.trade.symbol)
+    anomalies = (keyed_by_first_field(scored.get_side_output(CANDIDATES))
                  .process(ApplyCooldown(cfg.detection, alerts=cfg.alerts.enabled, sink_parallelism=sink_parallelism),
                           output_type=STORE_RECORD_TYPE)
                  .name("cooldown").uid("cooldown"))
-    (keyed_for_store(scored.union(anomalies, dead_letters))
+    (keyed_by_first_field(scored.union(anomalies, dead_letters))
      .process(StoreSink(cfg.store)).name(f"store-sink-{cfg.store.backend}").uid("store-sink")
      .set_parallelism(sink_parallelism))
     log.info("%s", describe_alerting(cfg.alerts))

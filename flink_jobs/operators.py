@@ -1,8 +1,8 @@
 """Flink glue: state, timers, side outputs and metrics around the plain-Python logic.
 
 Records between operators are pickled Python objects: Row(symbol, a list of the symbol's trades
-of one parse batch, each a plain tuple of the Trade's fields) after parsing, Anomaly tuples between
-scoring and cooldown, and ("table", [row, ...])
+of one parse batch, each a plain tuple of the Trade's fields) after parsing, Row(symbol, a list of
+Anomaly tuples) between scoring and cooldown, and ("table", [row, ...])
 batches addressed to the store, where each row follows store.TABLE_COLUMNS[table], each behind
 its sink key as Row(key, batch) until the store sink's key selector has read it. Rows travel
 to the store in batches because every record that crosses between Java and a Python operator
@@ -36,7 +36,12 @@ from flink_jobs.trades import InvalidTrade, Trade, dead_letter_raw
 
 log = logging.getLogger(__name__)
 
-CANDIDATES = OutputTag("anomaly-candidates", Types.PICKLED_BYTE_ARRAY())
+# Method candidates before cooldown, Row(symbol, [Anomaly, ...]): a symbol's candidates of one scored
+# micro-batch together. A burst of trades makes nearly every trade a candidate until the rolling rate
+# catches up (the rate z-score): as a record each, those cost the worker more than the trades
+# themselves (docs/performance.md, eighth round). The Java key selector in front of the cooldown
+# reads the symbol from field 0, pickled as PyFlink's key_by had it, so its savepoints restore.
+CANDIDATES = OutputTag("anomaly-candidates", Types.ROW([Types.PICKLED_BYTE_ARRAY(), Types.PICKLED_BYTE_ARRAY()]))
 # Anomalies after cooldown, as alerts.message.Alert records, when alerts are on.
 ALERTS = OutputTag("alerts", Types.PICKLED_BYTE_ARRAY())
 # Parsing (ParseTradeBatches) leaves (Row(key, pickled payload), event time ms) in Java: the Java
@@ -51,7 +56,7 @@ PARSED_TYPE = Types.TUPLE([Types.ROW([Types.STRING(), Types.PRIMITIVE_ARRAY(Type
 # Row(key, record) with both fields pickled is what that key_by produced, so the sink's keyed state
 # in savepoints of earlier versions has the same key serializer and key groups.
 STORE_RECORD_TYPE = Types.ROW([Types.PICKLED_BYTE_ARRAY(), Types.PICKLED_BYTE_ARRAY()])
-STORE_KEY_TYPE = Types.ROW([Types.PICKLED_BYTE_ARRAY()])
+PICKLED_KEY_TYPE = Types.ROW([Types.PICKLED_BYTE_ARRAY()])
 # Event-time timers at this instant fire only on the final watermark of a bounded input.
 END_OF_INPUT = 2**63 - 1
 # How long after its trade joined a scoring batch a symbol's "sweep" timer fires, at most one
@@ -439,10 +444,14 @@ class ScoreTrades(KeyedProcessFunction):
         if model is not None:
             self.batches.inc()
         rows = []
+        by_symbol: dict = {}
         for (trade, features), if_score, label in zip(pending, scored.scores, scored.labels):
             rows.append(trade_row(trade, features, if_score, scored.version)[1])
-            for anomaly in candidates(self.detection, self.zscore, trade, features, if_score, label, scored):
-                out.append((CANDIDATES, anomaly))
+            found = candidates(self.detection, self.zscore, trade, features, if_score, label, scored)
+            if found:
+                by_symbol.setdefault(trade.symbol, []).extend(found)
+        for symbol, anomalies in by_symbol.items():
+            out.append((CANDIDATES, Row(symbol, anomalies)))
         out.append(addressed(batch("trades", rows), self.sink_parallelism))
 
     def _add_to_bars(self, trade: Trade, record: SymbolRecord, watermark: int,
@@ -483,8 +492,9 @@ class ScoreTrades(KeyedProcessFunction):
 
 class ApplyCooldown(KeyedProcessFunction):
     """Per symbol and method: lets an anomaly through unless the same method raised one for the
-    symbol less than COOLDOWN_SECONDS of event time before. Only candidates reach this operator.
-    With `alerts`, every anomaly let through also goes to the ALERTS side output."""
+    symbol less than COOLDOWN_SECONDS of event time before. Only candidates reach this operator,
+    a symbol's candidates of one scoring batch in one record, in trade order; those let through
+    leave as one store record. With `alerts`, each also goes to the ALERTS side output."""
 
     def __init__(self, detection: DetectionConfig, alerts: bool = False, sink_parallelism: int = 1):
         self.detection = detection
@@ -498,18 +508,21 @@ class ApplyCooldown(KeyedProcessFunction):
         self.cooldown = Cooldown(self.detection.cooldown_seconds)
         self.raised = runtime_context.get_metrics_group().counter("anomalies")
 
-    def process_element(self, anomaly: Anomaly, ctx: KeyedProcessFunction.Context):
+    def process_element(self, anomalies: list, ctx: KeyedProcessFunction.Context):
         last = self.last_by_method.value() or {}
-        if not self.cooldown.allow(last, anomaly.method, anomaly.trade.trade_time_ms):
-            return
+        passed = [a for a in anomalies if self.cooldown.allow(last, a.method, a.trade.trade_time_ms)]
+        if not passed:
+            return []
         self.last_by_method.update(last)
-        self.raised.inc()
-        # High-severity anomalies are logged; the store and the `anomalies` metric have them all.
-        log.log(logging.INFO if anomaly.severity == "high" else logging.DEBUG, "anomaly %s %s trade %d: %s",
-                anomaly.method, anomaly.trade.symbol, anomaly.trade.trade_id, anomaly.reason)
-        yield addressed(single(anomaly_row(anomaly)), self.sink_parallelism)
+        self.raised.inc(len(passed))
+        for anomaly in passed:
+            # High-severity anomalies are logged; the store and the `anomalies` metric have them all.
+            log.log(logging.INFO if anomaly.severity == "high" else logging.DEBUG, "anomaly %s %s trade %d: %s",
+                    anomaly.method, anomaly.trade.symbol, anomaly.trade.trade_id, anomaly.reason)
+        out = [addressed(batch("anomalies", [anomaly_row(a)[1] for a in passed]), self.sink_parallelism)]
         if self.alerts:
-            yield ALERTS, alert_from_anomaly(anomaly)
+            out.extend((ALERTS, alert_from_anomaly(a)) for a in passed)
+        return out
 
 
 def sink_key(record: tuple, parallelism: int) -> int:

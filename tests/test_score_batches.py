@@ -3,6 +3,7 @@
 A trade waits in the subtask's micro-batch and in its symbol's keyed record until the batch is
 scored: a checkpoint taken meanwhile must hold it, or a restore loses it. Flink's keyed state,
 timers and metrics are stood in for by the small fakes below; the operator's own code is real."""
+import math
 import pickle
 import zlib
 
@@ -13,7 +14,10 @@ from pyflink.datastream import OutputTag, TimeDomain
 from pyflink.fn_execution import coders
 
 import config as app_config
-from flink_jobs.operators import END_OF_INPUT, ScoreTrades, pickled_sink_key
+from flink_jobs.detectors.base import Anomaly
+from flink_jobs.detectors.offline import detect
+from flink_jobs.features.symbol_state import TradeFeatures
+from flink_jobs.operators import END_OF_INPUT, ApplyCooldown, ScoreTrades, pickled_sink_key
 from flink_jobs.trades import Trade
 
 T0 = 1_700_000_000_000
@@ -236,3 +240,73 @@ def test_bars_closed_at_once_leave_in_records_of_a_bounded_size():
     one_second_bars = sorted(row[2] for rows in bar_records for row in rows if row[1] == 1)
     assert one_second_bars == [T0 + i * 1000 for i in range(seconds)]      # all of them, once
     assert len(bar_records) == 3 and max(len(rows) for rows in bar_records) == MAX_BAR_ROWS_PER_RECORD
+
+
+def candidate_records(out):
+    return [item[1] for item in out if isinstance(item[0], OutputTag)]
+
+
+def test_a_symbol_s_candidates_of_one_batch_leave_as_one_record_in_trade_order():
+    """A burst makes nearly every trade a candidate; one record per symbol and batch keeps that
+    cheap. Grouped, the candidates must still be all of them, in each symbol's trade order."""
+    cfg = app_config.load({}, detection={"methods": ("zscore",), "iforest_batch_size": 1000,
+                                         "iforest_batch_ms": 10_000, "window_size": 10, "min_history": 5,
+                                         "cooldown_seconds": 0})
+    state = KeyedValue()
+    operator = ScoreTrades(cfg.detection, bars=False)
+    operator.open(RuntimeContext(state))
+    operator.models = NoModel()
+    sent = []
+    for i in range(1, 91):
+        for symbol in ("BTCUSDT", "ETHUSDT"):
+            jump = 1.05 if i % 15 == 0 else 1.0 + (i % 3) * 1e-4   # a 5% jump every 15th trade
+            trade = Trade(symbol, i, 100.0 * jump, 1.0 + i % 4, T0 + 10 * i, T0 + 10 * i, i % 2 == 0)
+            sent.append(trade)
+            state.key = symbol
+            list(operator.process_element([tuple(trade)], Context(symbol)))
+    state.key = "BTCUSDT"
+    out = list(operator.on_timer(END_OF_INPUT, EndOfInputContext("BTCUSDT")))
+
+    records = candidate_records(out)
+    _, reference = detect(sent, cfg.detection)   # cooldown 0: every candidate
+    assert [symbol for symbol, _ in records] == ["BTCUSDT", "ETHUSDT"]
+    for symbol, anomalies in records:
+        assert [(a.trade.trade_id, a.method) for a in anomalies] == \
+            [(a.trade.trade_id, a.method) for a in reference if a.trade.symbol == symbol]
+    assert sum(len(anomalies) for _, anomalies in records) == len(reference) >= 10
+
+
+def anomaly_at(time_ms: int, method: str = "zscore", trade_id: int = 1) -> Anomaly:
+    features = TradeFeatures._make([0.0] * (len(TradeFeatures._fields) - 1) + [100])
+    trade = Trade("BTCUSDT", trade_id, 100.0, 1.0, time_ms, time_ms, False)
+    return Anomaly(trade, features, method, 9.0, 4.0, 9.0, math.nan, "", "high", "test")
+
+
+def cooldown_operator():
+    cfg = app_config.load({}, detection={"methods": ("zscore", "iforest"), "cooldown_seconds": 1})
+    state = KeyedValue()
+    state.key = "BTCUSDT"
+    operator = ApplyCooldown(cfg.detection)
+    operator.open(RuntimeContext(state))
+    return operator
+
+
+def passed(out):
+    return [(row[1], row[3]) for table, rows in store_records(out) for row in rows]
+
+
+def test_the_cooldown_lets_through_of_a_batch_what_it_lets_through_one_by_one():
+    times = [(0, "zscore"), (300, "zscore"), (400, "iforest"), (1000, "zscore"), (1200, "iforest"),
+             (1300, "zscore"), (2500, "zscore"), (2600, "iforest")]
+    anomalies = [anomaly_at(t, method, trade_id) for trade_id, (t, method) in enumerate(times, start=1)]
+
+    grouped = cooldown_operator()
+    out = grouped.process_element(anomalies[:5], Context("BTCUSDT"))
+    out += grouped.process_element(anomalies[5:], Context("BTCUSDT"))   # the state carries over
+
+    one_by_one = cooldown_operator()
+    single_out = [item for a in anomalies for item in one_by_one.process_element([a], Context("BTCUSDT"))]
+
+    assert passed(out) == passed(single_out) == [(1, "zscore"), (3, "iforest"), (4, "zscore"),
+                                                 (7, "zscore"), (8, "iforest")]
+    assert len(store_records(out)) == 2   # one store record per batch
