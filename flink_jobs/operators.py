@@ -76,8 +76,10 @@ def batch(table: str, rows: list) -> tuple:
 
 
 def addressed(record: tuple, sink_parallelism: int) -> Row:
-    """A store record with its sink key in front, as the store sink's Java key selector reads it."""
-    return Row(sink_key(record, sink_parallelism), record)
+    """A store record with its sink key in front, as the store sink's Java key selector reads it:
+    the key of its first row's first column (symbol or stage)."""
+    table, rows = record
+    return Row(sink_key_of(rows[0][0], sink_parallelism), record)
 
 
 def single(record: tuple) -> tuple:
@@ -525,13 +527,8 @@ class ApplyCooldown(KeyedProcessFunction):
         return out
 
 
-def sink_key(record: tuple, parallelism: int) -> int:
-    """Spreads store batches over the sink subtasks by their first row's first column (symbol or stage)."""
-    table, rows = record
-    return sink_key_of(rows[0][0], parallelism)
-
-
 def sink_key_of(first_column, parallelism: int) -> int:
+    """Spreads store batches over the sink subtasks by their first row's first column (symbol or stage)."""
     return 0 if parallelism == 1 else zlib.crc32(str(first_column).encode()) % parallelism
 
 
