@@ -290,7 +290,7 @@ def parse_in_batches(env, raw, cfg: AppConfig, parallelism: int, sink_parallelis
     from pyflink.table.expressions import col, lit, row
     from pyflink.table.udf import udf
 
-    from flink_jobs.operators import PARSED_TYPE, STORE_RECORD_TYPE, ParseTradeBatches, pickled_sink_key
+    from flink_jobs.operators import PARSED_TYPE, PICKLED_KEYED_TYPE, ParseTradeBatches, pickled_sink_key
     from flink_jobs.parse_batches import DEAD_LETTER_KEY
 
     job_parallelism = env.get_parallelism()
@@ -328,7 +328,7 @@ def parse_in_batches(env, raw, cfg: AppConfig, parallelism: int, sink_parallelis
     # at the job's parallelism like the streams it joins on the way to the store.
     remove_time = get_gateway().jvm.org.apache.flink.streaming.api.functions.python.eventtime \
         .RemoveTimestampMapFunction()
-    dead_letters = DataStream(j_letters.map(remove_time, STORE_RECORD_TYPE.get_java_type_info())
+    dead_letters = DataStream(j_letters.map(remove_time, PICKLED_KEYED_TYPE.get_java_type_info())
                               .name("dead-letters").setParallelism(job_parallelism))
     return trades, dead_letters
 
@@ -356,7 +356,7 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
     from pyflink.common import Duration, WatermarkStrategy
 
     from flink_jobs.alerts.sink import describe_alerting
-    from flink_jobs.operators import ALERTS, CANDIDATES, STORE_RECORD_TYPE, ApplyCooldown, ScoreTrades, StoreSink
+    from flink_jobs.operators import ALERTS, CANDIDATES, PICKLED_KEYED_TYPE, ApplyCooldown, ScoreTrades, StoreSink
 
     # Every stateful operator has a fixed uid, so a savepoint or retained checkpoint maps onto the
     # job again after its code changed (flink run -s; docs/reliability.md).
@@ -380,11 +380,11 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
         watermarks = watermarks.with_idleness(Duration.of_millis(cfg.job.idle_timeout_ms))
     scored = (keyed_by_symbol(parsed, watermarks, source_parallelism)
               .process(ScoreTrades(cfg.detection, bars=cfg.job.bars, sink_parallelism=sink_parallelism),
-                       output_type=STORE_RECORD_TYPE)
+                       output_type=PICKLED_KEYED_TYPE)
               .name("features-and-scoring").uid("features-and-scoring"))
     anomalies = (keyed_by_first_field(scored.get_side_output(CANDIDATES))
                  .process(ApplyCooldown(cfg.detection, alerts=cfg.alerts.enabled, sink_parallelism=sink_parallelism),
-                          output_type=STORE_RECORD_TYPE)
+                          output_type=PICKLED_KEYED_TYPE)
                  .name("cooldown").uid("cooldown"))
     (keyed_by_first_field(scored.union(anomalies, dead_letters))
      .process(StoreSink(cfg.store)).name(f"store-sink-{cfg.store.backend}").uid("store-sink")

@@ -36,12 +36,6 @@ from flink_jobs.trades import InvalidTrade, Trade, dead_letter_raw
 
 log = logging.getLogger(__name__)
 
-# Method candidates before cooldown, Row(symbol, [Anomaly, ...]): a symbol's candidates of one scored
-# micro-batch together. A burst of trades makes nearly every trade a candidate until the rolling rate
-# catches up (the rate z-score): as a record each, those cost the worker more than the trades
-# themselves (docs/performance.md, eighth round). The Java key selector in front of the cooldown
-# reads the symbol from field 0, pickled as PyFlink's key_by had it, so its savepoints restore.
-CANDIDATES = OutputTag("anomaly-candidates", Types.ROW([Types.PICKLED_BYTE_ARRAY(), Types.PICKLED_BYTE_ARRAY()]))
 # Anomalies after cooldown, as alerts.message.Alert records, when alerts are on.
 ALERTS = OutputTag("alerts", Types.PICKLED_BYTE_ARRAY())
 # Parsing (ParseTradeBatches) leaves (Row(key, pickled payload), event time ms) in Java: the Java
@@ -49,14 +43,21 @@ ALERTS = OutputTag("alerts", Types.PICKLED_BYTE_ARRAY())
 # operator sits between parsing and scoring. The scoring operator reads the payload as pickled.
 KEYED_TRADE_TYPE = Types.ROW([Types.STRING(), Types.PICKLED_BYTE_ARRAY()])
 PARSED_TYPE = Types.TUPLE([Types.ROW([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())]), Types.LONG()])
-# Store records leave scoring and the cooldown as Row(sink key, record), the dead letters of parsing
-# the same way from Java, so that a Java key selector in front of the store sink reads the key from
-# field 0: PyFlink's key_by runs its key selector in a Python operator of its own behind the union,
-# one more hop between Python operators on every trade's path (docs/performance.md, eighth round).
-# Row(key, record) with both fields pickled is what that key_by produced, so the sink's keyed state
-# in savepoints of earlier versions has the same key serializer and key groups.
-STORE_RECORD_TYPE = Types.ROW([Types.PICKLED_BYTE_ARRAY(), Types.PICKLED_BYTE_ARRAY()])
+# Records for a keyed Python operator other than scoring carry their key: Row(key, value), both
+# pickled, read by a Java key selector from field 0 (anomaly_job.keyed_by_first_field). Store
+# records leave scoring and the cooldown as Row(sink key, record), the dead letters of parsing the
+# same way from Java: PyFlink's key_by runs its key selector in a Python operator of its own behind
+# the union, one more hop between Python operators on every trade's path (docs/performance.md,
+# eighth round). Row(key, value) with both fields pickled is what that key_by produced, so keyed
+# state in savepoints of earlier versions has the same key serializer and key groups.
+PICKLED_KEYED_TYPE = Types.ROW([Types.PICKLED_BYTE_ARRAY(), Types.PICKLED_BYTE_ARRAY()])
 PICKLED_KEY_TYPE = Types.ROW([Types.PICKLED_BYTE_ARRAY()])
+# Method candidates before cooldown, Row(symbol, [Anomaly, ...]): a symbol's candidates of one scored
+# micro-batch together. A burst of trades makes nearly every trade a candidate until the rolling rate
+# catches up (the rate z-score): as a record each, those cost the worker more than the trades
+# themselves (docs/performance.md, eighth round). The Java key selector in front of the cooldown
+# reads the symbol from field 0, pickled as PyFlink's key_by had it, so its savepoints restore.
+CANDIDATES = OutputTag("anomaly-candidates", PICKLED_KEYED_TYPE)
 # Event-time timers at this instant fire only on the final watermark of a bounded input.
 END_OF_INPUT = 2**63 - 1
 # How long after its trade joined a scoring batch a symbol's "sweep" timer fires, at most one
