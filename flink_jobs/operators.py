@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import threading
 import time
 import zlib
@@ -27,7 +28,7 @@ from config import DetectionConfig, StoreConfig
 from flink_jobs.bars import OpenBars
 from flink_jobs.alerts.message import alert_from_anomaly
 from flink_jobs.detectors.base import Anomaly
-from flink_jobs.detectors.methods import Cooldown, candidates, score_batch
+from flink_jobs.detectors.methods import Candidate, Cooldown, candidates, explain, score_batch
 from flink_jobs.detectors.zscore import ZScoreDetector
 from flink_jobs.features.symbol_state import SymbolState, TradeFeatures, observe
 from flink_jobs.scoring_state import STATE_NAME, EarlierLayout, SymbolRecord
@@ -52,12 +53,34 @@ PARSED_TYPE = Types.TUPLE([Types.ROW([Types.STRING(), Types.PRIMITIVE_ARRAY(Type
 # state in savepoints of earlier versions has the same key serializer and key groups.
 PICKLED_KEYED_TYPE = Types.ROW([Types.PICKLED_BYTE_ARRAY(), Types.PICKLED_BYTE_ARRAY()])
 PICKLED_KEY_TYPE = Types.ROW([Types.PICKLED_BYTE_ARRAY()])
-# Method candidates before cooldown, Row(symbol, [Anomaly, ...]): a symbol's candidates of one scored
+# Method candidates before cooldown, Row(symbol, packed [Candidate, ...]): a symbol's candidates of one scored
 # micro-batch together. A burst of trades makes nearly every trade a candidate until the rolling rate
 # catches up (the rate z-score): as a record each, those cost the worker more than the trades
 # themselves (docs/performance.md, eighth round). The Java key selector in front of the cooldown
 # reads the symbol from field 0, pickled as PyFlink's key_by had it, so its savepoints restore.
 CANDIDATES = OutputTag("anomaly-candidates", PICKLED_KEYED_TYPE)
+
+
+def pack_candidates(found: list[Candidate]) -> bytes:
+    """A symbol's candidates as the CANDIDATES record carries them: plain tuples, pickled by the
+    standard library, a trade's tuples shared by its methods' candidates. cloudpickle, which would
+    pickle the named tuples otherwise, took 5.6 µs per candidate, this 1.0 (bench/burst.py), and a
+    burst makes about two candidates per trade (docs/performance.md, "Ninth round")."""
+    rows, last_trade, trade, features = [], None, None, None
+    for c in found:
+        if c.trade is not last_trade:
+            last_trade, trade, features = c.trade, tuple(c.trade), tuple(c.features)
+        rows.append((trade, features, c.method, c.if_score, c.model_version, c.novelty))
+    return pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack_candidates(blob: bytes) -> list[Candidate]:
+    found, last, trade, features = [], None, None, None
+    for trade_fields, feature_fields, method, if_score, model_version, novelty in pickle.loads(blob):
+        if trade_fields is not last:  # the unpickler gives a shared tuple back as one object
+            last, trade, features = trade_fields, Trade._make(trade_fields), TradeFeatures._make(feature_fields)
+        found.append(Candidate(trade, features, method, if_score, model_version, novelty))
+    return found
 # Event-time timers at this instant fire only on the final watermark of a bounded input.
 END_OF_INPUT = 2**63 - 1
 # How long after its trade joined a scoring batch a symbol's "sweep" timer fires, at most one
@@ -453,8 +476,8 @@ class ScoreTrades(KeyedProcessFunction):
             found = candidates(self.detection, self.zscore, trade, features, if_score, label, scored)
             if found:
                 by_symbol.setdefault(trade.symbol, []).extend(found)
-        for symbol, anomalies in by_symbol.items():
-            out.append((CANDIDATES, Row(symbol, anomalies)))
+        for symbol, symbol_candidates in by_symbol.items():
+            out.append((CANDIDATES, Row(symbol, pack_candidates(symbol_candidates))))
         out.append(addressed(batch("trades", rows), self.sink_parallelism))
 
     def _add_to_bars(self, trade: Trade, record: SymbolRecord, watermark: int,
@@ -497,7 +520,8 @@ class ApplyCooldown(KeyedProcessFunction):
     """Per symbol and method: lets an anomaly through unless the same method raised one for the
     symbol less than COOLDOWN_SECONDS of event time before. Only candidates reach this operator,
     a symbol's candidates of one scoring batch in one record, in trade order; those let through
-    leave as one store record. With `alerts`, each also goes to the ALERTS side output."""
+    become anomalies (their reasons written here, not for those dropped) and leave as one store
+    record. With `alerts`, each also goes to the ALERTS side output."""
 
     def __init__(self, detection: DetectionConfig, alerts: bool = False, sink_parallelism: int = 1):
         self.detection = detection
@@ -509,11 +533,13 @@ class ApplyCooldown(KeyedProcessFunction):
         self.last_by_method = runtime_context.get_state(
             ValueStateDescriptor("last_anomaly_ms", Types.PICKLED_BYTE_ARRAY()))
         self.cooldown = Cooldown(self.detection.cooldown_seconds)
+        self.zscore = ZScoreDetector(self.detection)  # thresholds, for the reasons of those let through
         self.raised = runtime_context.get_metrics_group().counter("anomalies")
 
-    def process_element(self, anomalies: list, ctx: KeyedProcessFunction.Context):
+    def process_element(self, packed: bytes, ctx: KeyedProcessFunction.Context):
         last = self.last_by_method.value() or {}
-        passed = [a for a in anomalies if self.cooldown.allow(last, a.method, a.trade.trade_time_ms)]
+        passed = [explain(c, self.zscore) for c in unpack_candidates(packed)
+                  if self.cooldown.allow(last, c.method, c.trade.trade_time_ms)]
         if not passed:
             return []
         self.last_by_method.update(last)

@@ -5,7 +5,7 @@ import re
 from config import load
 from flink_jobs.alerts.message import (DASHBOARD_SPAN_MS, Alert, Suppressed, alert_from_anomaly, dashboard_link,
                                        slack_payload, telegram_text)
-from flink_jobs.detectors.methods import ScoredBatch, candidates
+from flink_jobs.detectors.methods import ScoredBatch, candidates, explain
 from flink_jobs.detectors.zscore import ZScoreDetector
 from flink_jobs.features.symbol_state import SymbolState, observe
 from flink_jobs.trades import Trade
@@ -66,7 +66,9 @@ def test_alert_from_anomaly_carries_the_anomalys_facts():
     spike = Trade("BTCUSDT", 300, 102.0, 1.0, 300_000, 300_000, False)
     features = observe(state, spike)
     batch = ScoredBatch([math.nan], [1], "", -math.inf, lambda f: None)
-    [anomaly] = candidates(config, ZScoreDetector(config), spike, features, math.nan, 1, batch)
+    zscore = ZScoreDetector(config)
+    [candidate] = candidates(config, zscore, spike, features, math.nan, 1, batch)
+    anomaly = explain(candidate, zscore)
     alert = alert_from_anomaly(anomaly)
     assert (alert.symbol, alert.trade_id, alert.trade_time_ms, alert.method, alert.price) == \
         ("BTCUSDT", 300, 300_000, "zscore", 102.0)

@@ -5,7 +5,7 @@ import pytest
 
 from config import load
 from flink_jobs.detectors.iforest import beyond_training
-from flink_jobs.detectors.methods import ScoredBatch, candidates
+from flink_jobs.detectors.methods import ScoredBatch, candidates, explain
 from flink_jobs.detectors.zscore import ZScoreDetector
 from flink_jobs.features.symbol_state import SymbolState, observe
 from flink_jobs.trades import Trade
@@ -26,7 +26,9 @@ def fired(features, trade, if_score, ranges):
     config = load({"DETECTION_METHODS": "zscore,iforest,combined"}).detection
     batch = ScoredBatch([if_score], [1 if if_score >= 0 else -1], "v1", -0.05,
                         lambda f: beyond_training(ranges, f))
-    return {a.method: a for a in candidates(config, ZScoreDetector(config), trade, features, if_score, batch.labels[0], batch)}
+    zscore = ZScoreDetector(config)
+    return {c.method: explain(c, zscore)
+            for c in candidates(config, zscore, trade, features, if_score, batch.labels[0], batch)}
 
 
 def test_beyond_training_names_the_signal_and_respects_its_side():

@@ -14,10 +14,11 @@ from pyflink.datastream import OutputTag, TimeDomain
 from pyflink.fn_execution import coders
 
 import config as app_config
-from flink_jobs.detectors.base import Anomaly
+from flink_jobs.detectors.methods import Candidate
 from flink_jobs.detectors.offline import detect
 from flink_jobs.features.symbol_state import TradeFeatures
-from flink_jobs.operators import END_OF_INPUT, ApplyCooldown, ScoreTrades, pickled_sink_key
+from flink_jobs.operators import (END_OF_INPUT, ApplyCooldown, ScoreTrades, anomaly_row, pack_candidates,
+                                  pickled_sink_key, unpack_candidates)
 from flink_jobs.trades import Trade
 
 T0 = 1_700_000_000_000
@@ -243,7 +244,7 @@ def test_bars_closed_at_once_leave_in_records_of_a_bounded_size():
 
 
 def candidate_records(out):
-    return [item[1] for item in out if isinstance(item[0], OutputTag)]
+    return [(symbol, unpack_candidates(packed)) for tag, (symbol, packed) in out if isinstance(tag, OutputTag)]
 
 
 def test_a_symbol_s_candidates_of_one_batch_leave_as_one_record_in_trade_order():
@@ -275,11 +276,25 @@ def test_a_symbol_s_candidates_of_one_batch_leave_as_one_record_in_trade_order()
             [(a.trade.trade_id, a.method) for a in reference if a.trade.symbol == symbol]
     assert sum(len(anomalies) for _, anomalies in records) == len(reference) >= 10
 
+    # The cooldown writes the reasons of those it lets through: the rows, reasons included, are
+    # the offline reference's.
+    cooldown = ApplyCooldown(cfg.detection)
+    cooldown_state = KeyedValue()
+    cooldown.open(RuntimeContext(cooldown_state))
+    rows = []
+    for symbol, found in records:
+        cooldown_state.key = symbol
+        for _, anomaly_rows in store_records(cooldown.process_element(pack_candidates(found), Context(symbol))):
+            rows += anomaly_rows
+    expected = [anomaly_row(a)[1] for a in reference]
+    assert sorted(map(repr, rows)) == sorted(map(repr, expected))   # repr: the scores are NaN, and NaN != NaN
+    assert all("return z-score" in row[8] for row in rows)
 
-def anomaly_at(time_ms: int, method: str = "zscore", trade_id: int = 1) -> Anomaly:
+
+def candidate_at(time_ms: int, method: str = "zscore", trade_id: int = 1) -> Candidate:
     features = TradeFeatures._make([0.0] * (len(TradeFeatures._fields) - 1) + [100])
     trade = Trade("BTCUSDT", trade_id, 100.0, 1.0, time_ms, time_ms, False)
-    return Anomaly(trade, features, method, 9.0, 4.0, 9.0, math.nan, "", "high", "test")
+    return Candidate(trade, features, method, math.nan, "", None)
 
 
 def cooldown_operator():
@@ -298,15 +313,30 @@ def passed(out):
 def test_the_cooldown_lets_through_of_a_batch_what_it_lets_through_one_by_one():
     times = [(0, "zscore"), (300, "zscore"), (400, "iforest"), (1000, "zscore"), (1200, "iforest"),
              (1300, "zscore"), (2500, "zscore"), (2600, "iforest")]
-    anomalies = [anomaly_at(t, method, trade_id) for trade_id, (t, method) in enumerate(times, start=1)]
+    anomalies = [candidate_at(t, method, trade_id) for trade_id, (t, method) in enumerate(times, start=1)]
 
     grouped = cooldown_operator()
-    out = grouped.process_element(anomalies[:5], Context("BTCUSDT"))
-    out += grouped.process_element(anomalies[5:], Context("BTCUSDT"))   # the state carries over
+    out = grouped.process_element(pack_candidates(anomalies[:5]), Context("BTCUSDT"))
+    out += grouped.process_element(pack_candidates(anomalies[5:]), Context("BTCUSDT"))   # the state carries over
 
     one_by_one = cooldown_operator()
-    single_out = [item for a in anomalies for item in one_by_one.process_element([a], Context("BTCUSDT"))]
+    single_out = [item for a in anomalies
+                  for item in one_by_one.process_element(pack_candidates([a]), Context("BTCUSDT"))]
 
     assert passed(out) == passed(single_out) == [(1, "zscore"), (3, "iforest"), (4, "zscore"),
                                                  (7, "zscore"), (8, "iforest")]
     assert len(store_records(out)) == 2   # one store record per batch
+
+
+def test_packed_candidates_come_back_equal_each_trade_s_methods_sharing_its_trade():
+    features = TradeFeatures._make([float(i) for i in range(len(TradeFeatures._fields) - 1)] + [100])
+    trade = Trade("BTCUSDT", 7, 100.5, 0.25, T0, T0 + 1, True)
+    other = trade._replace(trade_id=8)
+    found = [Candidate(trade, features, "zscore", -0.1, "v1", None),
+             Candidate(trade, features, "combined", -0.1, "v1", "volume z-score +9.0 beyond the +3.9"),
+             Candidate(other, features, "iforest", math.nan, "", None)]
+    back = unpack_candidates(pack_candidates(found))
+    assert [c._replace(if_score=repr(c.if_score)) for c in back] == \
+        [c._replace(if_score=repr(c.if_score)) for c in found]   # NaN != NaN, its repr is
+    assert all(type(c.trade) is Trade and type(c.features) is TradeFeatures for c in back)
+    assert back[0].trade is back[1].trade and back[2].trade is not back[0].trade

@@ -1,6 +1,7 @@
 """The three methods side by side: scoring a micro-batch, which methods fire for each scored trade,
-and the Anomaly each raises. The Flink job (operators.ScoreTrades) and the offline reference
-(offline.py) both go through `score_batch` and `candidates`, so they cannot decide differently.
+and the Anomaly each raises. The Flink job (operators.ScoreTrades, then ApplyCooldown) and the
+offline reference (offline.py) both go through `score_batch`, `candidates`, `Cooldown` and
+`explain`, so they cannot decide differently.
 
 - zscore: the largest of the return, size and rate z-scores reaches the symbol's threshold (zscore.py).
 - iforest: the Isolation Forest labels the trade an outlier (score below 0).
@@ -47,9 +48,21 @@ def score_batch(model, features: list[TradeFeatures]) -> ScoredBatch:
                        model.beyond_training)
 
 
+class Candidate(NamedTuple):
+    """A method that fired for a trade, before cooldown: what `explain` needs to make its Anomaly.
+    Nearly every candidate of a burst is dropped by the cooldown, so the reason, most of an
+    anomaly's cost, is written only for those let through (docs/performance.md, "Ninth round")."""
+    trade: Trade
+    features: TradeFeatures
+    method: str
+    if_score: float
+    model_version: str
+    novelty: str | None  # combined only: the signal beyond the training data that confirmed it
+
+
 def candidates(config: DetectionConfig, zscore: ZScoreDetector, trade: Trade, features: TradeFeatures,
-               if_score: float, label: int, batch: ScoredBatch) -> list[Anomaly]:
-    """The anomalies each method raises for one scored trade, before cooldown."""
+               if_score: float, label: int, batch: ScoredBatch) -> list[Candidate]:
+    """The methods that fire for one scored trade, before cooldown."""
     zscore_fires = zscore.fires(trade.symbol, features)
     if not zscore_fires and label != -1:
         return []  # no method can fire: combined needs the z-score, iforest an outlier label (most trades)
@@ -60,7 +73,7 @@ def candidates(config: DetectionConfig, zscore: ZScoreDetector, trade: Trade, fe
     fired = fired_methods(config.methods, zscore_fires,
                           label == -1 and features.history >= config.min_history,
                           scored_unusual or novelty is not None)
-    return [make_anomaly(method, trade, features, zscore, if_score, batch.version, novelty) for method in fired]
+    return [Candidate(trade, features, method, if_score, batch.version, novelty) for method in fired]
 
 
 def fired_methods(methods: tuple, zscore_fires: bool, iforest_fires: bool, iforest_confirms: bool) -> list[str]:
@@ -68,8 +81,10 @@ def fired_methods(methods: tuple, zscore_fires: bool, iforest_fires: bool, ifore
     return [m for m in methods if fired[m]]
 
 
-def make_anomaly(method: str, trade: Trade, features: TradeFeatures, zscore: ZScoreDetector,
-                 if_score: float, model_version: str, novelty: str | None = None) -> Anomaly:
+def explain(candidate: Candidate, zscore: ZScoreDetector) -> Anomaly:
+    """The Anomaly a candidate raises: its scores, severity and reason."""
+    method, trade, features, if_score, model_version = (candidate.method, candidate.trade, candidate.features,
+                                                        candidate.if_score, candidate.model_version)
     threshold = zscore.threshold(trade.symbol)
     z = zscore.score(features)
     if method == "zscore":
@@ -81,7 +96,8 @@ def make_anomaly(method: str, trade: Trade, features: TradeFeatures, zscore: ZSc
         return Anomaly(trade, features, method, if_score, 0.0, z, if_score, model_version,
                        iforest_severity(if_score), iforest_reason)
     severity = max(zscore_severity(z, threshold), iforest_severity(if_score), key=SEVERITY_ORDER.get)
-    confirmation = iforest_reason if novelty is None else f"{novelty} (model {model_version}, score {if_score:+.3f})"
+    confirmation = (iforest_reason if candidate.novelty is None
+                    else f"{candidate.novelty} (model {model_version}, score {if_score:+.3f})")
     return Anomaly(trade, features, "combined", z, threshold, z, if_score, model_version, severity,
                    f"{zscore.reason(trade.symbol, features)}; and {confirmation}")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from config import DetectionConfig
-from flink_jobs.detectors.methods import Cooldown, candidates, score_batch
+from flink_jobs.detectors.methods import Cooldown, candidates, explain, score_batch
 from flink_jobs.detectors.zscore import ZScoreDetector
 from flink_jobs.features.symbol_state import SymbolState, observe
 from flink_jobs.trades import Trade
@@ -34,8 +34,8 @@ def detect(trades: Iterable[Trade], config: DetectionConfig, model=None, batch_s
         batch = score_batch(model, [f for _, f in chunk])
         for (trade, features), if_score, label in zip(chunk, batch.scores, batch.labels):
             scored.append((trade, features, if_score))
-            for anomaly in candidates(config, zscore, trade, features, if_score, label, batch):
+            for candidate in candidates(config, zscore, trade, features, if_score, label, batch):
                 last = last_by_symbol.setdefault(trade.symbol, {})
-                if cooldown.allow(last, anomaly.method, trade.trade_time_ms):
-                    anomalies.append(anomaly)
+                if cooldown.allow(last, candidate.method, trade.trade_time_ms):
+                    anomalies.append(explain(candidate, zscore))
     return scored, anomalies
