@@ -9,7 +9,8 @@ timed alone, `candidates()` for every scored trade and the cooldown's verdict on
 the cooldown).
 
     python -m bench.burst [--symbols 5] [--rate 1000] [--seconds 120] [--step-rate 3000]
-                          [--step-seconds 30] [--registry .run/bench/models] [--repeat 3]
+                          [--step-seconds 30] [--registry .run/bench/models] [--cooldown-seconds 1]
+                          [--repeat 3]
 
 A model is needed for the iforest and combined methods: the latest in `--registry`, trained by
 `python -m bench.pipeline` (or `python -m models.train ... --registry DIR`).
@@ -33,8 +34,8 @@ BATCH = 512  # the job's scoring micro-batch at most (IFOREST_BATCH_SIZE's defau
 
 def market_trades(symbols: int, phases: list[tuple[int, int]]) -> list:
     """Trades round-robin over the symbols, each phase (rate, seconds) in turn, evenly spaced."""
-    market, names = load.Market(load.symbol_names(symbols)), load.symbol_names(symbols)
-    trades, start_ms, turn = [], 1_700_000_000_000, 0
+    market = load.Market(load.symbol_names(symbols))
+    names, trades, start_ms, turn = market.symbols, [], 1_700_000_000_000, 0
     for rate, seconds in phases:
         for i in range(rate * seconds):
             trades.append(market.trade(names[turn % len(names)], start_ms + i * 1000 // rate))

@@ -81,6 +81,8 @@ def unpack_candidates(blob: bytes) -> list[Candidate]:
             last, trade, features = trade_fields, Trade._make(trade_fields), TradeFeatures._make(feature_fields)
         found.append(Candidate(trade, features, method, if_score, model_version, novelty))
     return found
+
+
 # Event-time timers at this instant fire only on the final watermark of a bounded input.
 END_OF_INPUT = 2**63 - 1
 # How long after its trade joined a scoring batch a symbol's "sweep" timer fires, at most one
