@@ -26,7 +26,7 @@ from config import PROJECT_DIR, DetectionConfig
 from bench import load
 from flink_jobs.detectors import methods
 from flink_jobs.detectors.zscore import ZScoreDetector
-from flink_jobs.features.symbol_state import SymbolState, observe
+from flink_jobs.features.symbol_state import observe_in_order
 
 DEFAULT_REGISTRY = os.path.join(PROJECT_DIR, ".run", "bench", "models")
 BATCH = 512  # the job's scoring micro-batch at most (IFOREST_BATCH_SIZE's default)
@@ -47,7 +47,7 @@ def market_trades(symbols: int, phases: list[tuple[int, int]]) -> list:
 def scored_batches(trades: list, detection: DetectionConfig, model) -> list:
     """[(batch, [(trade, features, score, label)])], features computed in trade order."""
     states: dict = {}
-    observed = [(t, observe(states.setdefault(t.symbol, SymbolState(detection.window_size)), t)) for t in trades]
+    observed = list(observe_in_order(states, trades, detection.window_size))
     out = []
     for start in range(0, len(observed), BATCH):
         chunk = observed[start:start + BATCH]

@@ -12,7 +12,8 @@ import pickle
 import time
 
 from config import PROJECT_DIR, DetectionConfig
-from flink_jobs.features.symbol_state import SymbolState, observe
+from flink_jobs.features.kernel_cache import warm_up
+from flink_jobs.features.symbol_state import SymbolState, observe_all
 from flink_jobs.trades import Trade
 
 DEFAULT_CSV = os.path.join(PROJECT_DIR, "producer", "samples", "ETHUSDT-trades-2023-02-02.csv")
@@ -29,11 +30,9 @@ def state_sizes(trades: list[Trade], window: int, passes: int) -> list[tuple[int
     state, seen, sizes = SymbolState(window), 0, []
     span_ms = trades[-1].trade_time_ms - trades[0].trade_time_ms + 1
     for p in range(passes):
-        for t in trades:
-            observe(state, t._replace(trade_id=t.trade_id + p * len(trades),
-                                      trade_time_ms=t.trade_time_ms + p * span_ms,
-                                      event_time_ms=t.event_time_ms + p * span_ms))
-            seen += 1
+        observe_all(state, [t._replace(trade_id=t.trade_id + p * len(trades), trade_time_ms=t.trade_time_ms + p * span_ms,
+                                       event_time_ms=t.event_time_ms + p * span_ms) for t in trades])
+        seen += len(trades)
         sizes.append((seen, len(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))))
     return sizes
 
@@ -45,12 +44,15 @@ def main() -> None:
     args = parser.parse_args()
     window = DetectionConfig().window_size
     trades = read_trades(args.trades_csv, "ETHUSDT")
-    started = time.perf_counter()
+    warm_up()  # the compiled features loaded (or compiled) before the clock starts
     sizes = state_sizes(trades, window, args.passes)
+    started = time.perf_counter()  # timed on a second run: the first pays for first calls
+    state_sizes(trades, window, args.passes)
     elapsed = time.perf_counter() - started
     for seen, size in sizes:
         print(f"after {seen:>6,} trades (ROLLING_WINDOW={window}): {size:,} bytes pickled")
-    print(f"feature update alone: {elapsed / sizes[-1][0] * 1e6:.1f} us per trade (no Flink, no ONNX, no sink)")
+    print(f"feature update alone: {elapsed / sizes[-1][0] * 1e6:.1f} us per trade "
+          f"(one compiled call per pass; no Flink, no ONNX, no sink)")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from flink_jobs.alerts.message import alert_from_anomaly
 from flink_jobs.detectors.base import Anomaly
 from flink_jobs.detectors.methods import Candidate, Cooldown, candidates, explain, score_batch
 from flink_jobs.detectors.zscore import ZScoreDetector
-from flink_jobs.features.symbol_state import SymbolState, TradeFeatures, observe
+from flink_jobs.features.symbol_state import Repeated, SymbolState, TradeFeatures, observe_all
 from flink_jobs.scoring_state import STATE_NAME, EarlierLayout, SymbolRecord
 from flink_jobs.parse_batches import group_batch
 from flink_jobs.trades import InvalidTrade, Trade, dead_letter_raw
@@ -356,8 +356,13 @@ class ScoreTrades(KeyedProcessFunction):
         # about a microsecond to make and run, and most trades emit nothing.
         out: list = []
         watermark = ctx.timer_service().current_watermark()  # it moves between calls only
-        for fields in trades:
-            self._score(Trade._make(fields), record, watermark, ctx, out)
+        if record.features is None:
+            record.features = SymbolState(self.detection.window_size)
+        trades = [Trade._make(fields) for fields in trades]
+        # The features of all of them in one compiled call: each trade's depend on the symbol's
+        # earlier trades alone, not on the bars or the batch that the loop below handles.
+        for trade, features in zip(trades, observe_all(record.features, trades)):
+            self._score(trade, features, record, watermark, ctx, out)
         # A flush in the loop marked this symbol's waiting trades as emitted; those after it wait
         # in `record.waiting`, which is right as it is: nothing may clear it on the next call.
         self.emitted.discard(symbol)
@@ -381,19 +386,15 @@ class ScoreTrades(KeyedProcessFunction):
             self.records.update(record)
         return out
 
-    def _score(self, trade: Trade, record: SymbolRecord, watermark: int, ctx: KeyedProcessFunction.Context,
-               out: list) -> None:
-        """Features, bars and the micro-batch for one trade; what it emits is appended to `out`."""
-        if record.features is None:
-            record.features = SymbolState(self.detection.window_size)
-        state = record.features
-        if state.is_replay_of_seen_trade(trade):
+    def _score(self, trade: Trade, features: TradeFeatures | Repeated, record: SymbolRecord, watermark: int,
+               ctx: KeyedProcessFunction.Context, out: list) -> None:
+        """Bars and the micro-batch for one trade and its features; what it emits is appended to `out`."""
+        if type(features) is Repeated:
             self.repeats.inc()
-            reason = f"repeated or out-of-order trade id: {trade.trade_id} (last seen {state.last_trade_id})"
+            reason = f"repeated or out-of-order trade id: {trade.trade_id} (last seen {features.last_seen})"
             out.append(addressed(single(dead_letter("detect", reason, repr(tuple(trade)), trade.symbol,
                                                     trade.trade_id)), self.sink_parallelism))
             return
-        features = observe(state, trade)
         if self.bars:
             self._add_to_bars(trade, record, watermark, ctx, out)
         if self.models is None:

@@ -5,7 +5,7 @@ from typing import Iterable
 
 import numpy as np
 
-from flink_jobs.features.symbol_state import FEATURE_NAMES, SymbolState, observe
+from flink_jobs.features.symbol_state import FEATURE_NAMES, Repeated, SymbolState, observe_in_order
 from flink_jobs.trades import InvalidTrade, Trade, parse_trade
 from producer.replay import merged_records
 
@@ -22,12 +22,8 @@ def trades_from_files(paths: list[str], symbol: str | None = None) -> Iterable[T
 def feature_rows(trades: Iterable[Trade], window_size: int, min_history: int):
     """(trade, features) for each trade once its symbol has min_history trades, repeats dropped."""
     states: dict[str, SymbolState] = {}
-    for trade in trades:
-        state = states.setdefault(trade.symbol, SymbolState(window_size))
-        if state.is_replay_of_seen_trade(trade):
-            continue
-        features = observe(state, trade)
-        if features.history >= min_history:
+    for trade, features in observe_in_order(states, trades, window_size):
+        if type(features) is not Repeated and features.history >= min_history:
             yield trade, features
 
 

@@ -8,10 +8,9 @@ from array import array
 import numpy as np
 import pytest
 
-from flink_jobs.features import symbol_state
 from flink_jobs.features.symbol_state import (FEATURE_NAMES, FEATURE_SET_VERSION, IMBALANCE_WINDOW, LOG_SIZE_WINDOW,
                                               RATE_BASELINE_TAU_S, RATE_OVERDISPERSION, RATE_Z_PRIOR,
-                                              VELOCITY_WINDOW, VOLUME_WINDOW, VWAP_WINDOW, SymbolState, observe)
+                                              VELOCITY_WINDOW, VOLUME_WINDOW, VWAP_WINDOW, SymbolState, kernel, observe)
 from flink_jobs.features.windows import DecayingRate
 from flink_jobs.trades import Trade
 
@@ -211,13 +210,16 @@ def test_a_spike_stands_out_more_in_the_robust_score_after_an_earlier_spike():
 
 
 @pytest.mark.parametrize("zero_share", [0.0, 0.6])   # 0.6: more than half the returns 0, so the MAD is 0
-def test_the_numpy_median_and_mad_equal_the_plain_ones_bit_for_bit(zero_share):
+@pytest.mark.parametrize("n", [999, 1000])
+def test_the_compiled_median_and_mad_equal_numpy_and_a_plain_sum_bit_for_bit(zero_share, n):
     rng = random.Random(11)
-    values = array("d", [0.0 if rng.random() < zero_share else rng.gauss(0, 1e-4) for _ in range(1000)])
-    plain = symbol_state._median_and_mad(values)
-    assert symbol_state._median_and_mad_numpy(values) == plain
-    assert plain[1] > 0.0  # with a zero MAD, its stand-in
-    values.append(1.0)  # the window still grows: no numpy view of its buffer is left alive
+    values = np.array([0.0 if rng.random() < zero_share else rng.gauss(0, 1e-4) for _ in range(n)])
+    median, mad = kernel._median_and_mad(np.concatenate(([7.0] * 3, values)), 3, n, np.empty(n), 1.4826)
+    assert median == np.median(values)
+    expected_mad = float(np.median(np.abs(values - median)))
+    if expected_mad == 0.0:  # its stand-in, summed in storage order as Python's sum() does
+        expected_mad = sum(abs(v - median) for v in values.tolist()) / n * 1.2533 / 1.4826
+    assert mad == expected_mad and mad > 0.0
 
 
 # sha256 of every feature of the 5,000 real trades (struct "<17dq" per trade), recorded with the

@@ -4,7 +4,7 @@ import collections
 
 import pytest
 
-from flink_jobs.features.symbol_state import SymbolState
+from flink_jobs.features.symbol_state import Repeated, SymbolState, observe_all
 from flink_jobs.trades import (MAX_DEAD_LETTER_CHARS, InvalidTrade, dead_letter_raw, parse_trade,
                                reason_kind)
 from tests import hostile
@@ -82,11 +82,10 @@ def test_the_mix_says_exactly_what_the_job_stores_as_the_job_decides_it(mix, cor
             except InvalidTrade as error:
                 dead[("parse", reason_kind(str(error)), dead_letter_raw(raw, "")[0])] += 1
                 continue
-            state = states.setdefault(trade.symbol, SymbolState(10))
-            if state.is_replay_of_seen_trade(trade):
+            state = states.get(trade.symbol) or states.setdefault(trade.symbol, SymbolState(10))
+            if type(observe_all(state, [trade])[0]) is Repeated:
                 dead[("detect", hostile.REPEATED, (trade.symbol, trade.trade_id))] += 1
                 continue
-            state.last_trade_id = trade.trade_id
             stored[(trade.symbol, trade.trade_id)] = (trade.price, trade.qty, trade.trade_time_ms)
     assert stored == mix.trades
     expected = collections.Counter(

@@ -11,7 +11,7 @@ from typing import Iterable
 from config import DetectionConfig
 from flink_jobs.detectors.methods import Cooldown, candidates, explain, score_batch
 from flink_jobs.detectors.zscore import ZScoreDetector
-from flink_jobs.features.symbol_state import SymbolState, observe
+from flink_jobs.features.symbol_state import Repeated, SymbolState, observe_in_order
 from flink_jobs.trades import Trade
 
 
@@ -23,10 +23,9 @@ def detect(trades: Iterable[Trade], config: DetectionConfig, model=None, batch_s
     zscore, cooldown = ZScoreDetector(config), Cooldown(config.cooldown_seconds)
     states: dict[str, SymbolState] = {}
     observed = []
-    for trade in trades:
-        state = states.setdefault(trade.symbol, SymbolState(config.window_size))
-        if not state.is_replay_of_seen_trade(trade):
-            observed.append((trade, observe(state, trade)))
+    for trade, features in observe_in_order(states, trades, config.window_size):
+        if type(features) is not Repeated:
+            observed.append((trade, features))
     last_by_symbol: dict[str, dict] = {}
     scored, anomalies = [], []
     for start in range(0, len(observed), batch_size):

@@ -5,6 +5,10 @@ the oldest one, and mean and M2 (sum of squared deviations) are adjusted for bot
 stays accurate where the textbook sum/sum-of-squares form loses digits (BTC prices near 20,000
 with a spread of a few dollars). Rounding still accumulates slowly, so every `capacity` updates
 the two moments are recomputed exactly from the buffer.
+
+The job's features run the same update compiled (features/kernel.py, operation by operation, with
+this class's recomputation called from Python); this class is the interpreted definition, tested
+against numpy (tests/test_rolling.py), and what savepoints of earlier versions hold.
 """
 from __future__ import annotations
 

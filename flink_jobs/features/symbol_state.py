@@ -1,8 +1,9 @@
 """Everything the job remembers about one symbol, and the features of a trade against it.
 
 One definition for streaming and training: the Flink job keeps one SymbolState per symbol in keyed
-state and calls `observe` per trade; `models/` replays historical trades through the same
-`observe` to build its feature matrix, so the two cannot drift apart.
+state and calls `observe_all` with each batch of a symbol's trades; `models/` replays historical
+trades through the same function (`observe_in_order`) to build its feature matrix, so the two
+cannot drift apart. The per-trade recurrences are compiled (flink_jobs/features/kernel.py).
 
 Features are computed against the windows *before* the trade joins them, so a spike cannot
 dampen its own score. FEATURE_NAMES is the order of the model's input columns.
@@ -10,16 +11,16 @@ dampen its own score. FEATURE_NAMES is the order of the model's input columns.
 from __future__ import annotations
 
 import math
-from array import array
 from collections import deque
-from typing import NamedTuple
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from flink_jobs.features.rolling import RollingStats
-from flink_jobs.features.windows import DecayingRate, EventsInLast, RollingMedian, RollingSum
+from flink_jobs.features.kernel_cache import load_kernel
 from flink_jobs.state_pickling import StdlibPickled
 from flink_jobs.trades import Trade
+
+kernel = load_kernel()  # flink_jobs/features/kernel.py, compiled once per machine (kernel_cache.py)
 
 VWAP_WINDOW = 100          # trades in the VWAP the price is compared with
 VOLUME_WINDOW = 50         # trades in the median size a trade's size is compared with
@@ -33,7 +34,6 @@ RATE_BASELINE_TAU_S = 60.0  # ...against the symbol's trades per second, weighte
 ROBUST_REFRESH = 50        # trades between recomputations of the return median and MAD
 MIN_VELOCITY_SPAN_S = 0.1  # a burst inside one millisecond is not an infinite velocity
 MAD_TO_STD = 1.4826        # MAD x this = standard deviation for normal data
-NUMPY_FROM = 200           # returns in the window from which numpy computes the median and MAD faster
 MIN_RETURN_STD = 1e-5      # 0.1 bp: below this, return z-scores measure rounding, not the market
 
 RATE_OVERDISPERSION = 8.0  # variance / mean of trades per second (measured 3-18, docs/detection.md)
@@ -50,6 +50,7 @@ FEATURE_NAMES = (
     "rate_z", "buy_sell_imbalance",
 )
 FEATURE_COUNT = len(FEATURE_NAMES)
+HISTORY = 17  # TradeFeatures' one integer field
 
 
 class TradeFeatures(NamedTuple):
@@ -80,226 +81,266 @@ class TradeFeatures(NamedTuple):
 
 
 class SymbolState(StdlibPickled):
-    __slots__ = ("prices", "returns", "quote_volume", "base_volume", "sizes", "log_sizes", "recent_prices",
-                 "rate", "rate_baseline", "signed_size", "abs_size", "return_median", "return_mad",
-                 "robust_age", "last_price", "last_trade_id", "last_trade_time_ms", "trades_seen")
+    """One symbol's windows, as the compiled loop keeps them (flink_jobs/features/kernel.py): a
+    float array and an integer array laid out by `Layout`, and a ring of the trade times in the
+    trailing RATE_SPAN_MS. It pickles as three bytes blocks, the cheapest form for Flink's state
+    writes (state_pickling.py)."""
+    __slots__ = ("window", "floats", "ints", "times")
 
     def __init__(self, window_size: int):
-        self.prices = RollingStats(window_size)
-        self.returns = RollingStats(window_size)
-        self.quote_volume = RollingSum(VWAP_WINDOW)
-        self.base_volume = RollingSum(VWAP_WINDOW)
-        self.sizes = RollingMedian(VOLUME_WINDOW)
-        self.log_sizes = RollingMedian(LOG_SIZE_WINDOW)
-        self.recent_prices: deque = deque(maxlen=VELOCITY_WINDOW)  # (time ms, price)
-        self.rate = EventsInLast(RATE_SPAN_MS)
-        self.rate_baseline = DecayingRate(RATE_BASELINE_TAU_S)
-        self.signed_size = RollingSum(IMBALANCE_WINDOW)
-        self.abs_size = RollingSum(IMBALANCE_WINDOW)
-        self.return_median = 0.0
-        self.return_mad = 0.0
-        self.robust_age = ROBUST_REFRESH  # refresh on the first use
-        self.last_price: float | None = None
-        self.last_trade_id = -1
-        self.last_trade_time_ms = 0
-        self.trades_seen = 0
+        if window_size < 1:
+            raise ValueError("capacity must be at least 1")
+        self.window = window_size
+        self.floats = np.zeros(Layout.of(window_size).float_size)
+        self.ints = np.zeros(kernel.I_SCALARS + VELOCITY_WINDOW, dtype=np.int64)
+        self.times = np.zeros(INITIAL_TIMES, dtype=np.int64)
+        self.floats[kernel.F_RATE_TAU_MS] = RATE_BASELINE_TAU_S * 1000.0
+        self.ints[kernel.I_ROBUST_AGE] = ROBUST_REFRESH  # refresh on the first use
+        self.ints[kernel.I_LAST_TRADE_ID] = -1
+
+    @property
+    def last_trade_id(self) -> int:
+        return int(self.ints[kernel.I_LAST_TRADE_ID])
+
+    @property
+    def trades_seen(self) -> int:
+        return int(self.ints[kernel.I_TRADES_SEEN])
 
     def is_replay_of_seen_trade(self, trade: Trade) -> bool:
         """Binance trade ids grow by one per symbol, so an id at or below the last is a repeat."""
         return trade.trade_id <= self.last_trade_id
 
+    def returns(self) -> np.ndarray:
+        """The return window in storage order (a copy)."""
+        layout = Layout.of(self.window)
+        return self.floats[layout.returns:layout.returns + int(self.ints[kernel.I_R_N])].copy()
+
     def __getstate__(self):
-        return tuple(getattr(self, name) for name in self.__slots__)
+        # A window that is not full holds its values at the start of its ring: only those are saved.
+        f, i, layout = self.floats, self.ints, Layout.of(self.window)
+        floats = b"".join((f[:layout.prices].tobytes(),
+                           f[layout.prices:layout.prices + i[kernel.I_P_N]].tobytes(),
+                           f[layout.returns:layout.returns + i[kernel.I_R_N]].tobytes()))
+        return STATE_LAYOUT, self.window, floats, i.tobytes(), self.times.tobytes()
 
     def __setstate__(self, state):
-        for name, value in zip(self.__slots__, state):
-            setattr(self, name, value)
-        if isinstance(self.log_sizes, deque):  # saved before log sizes kept their order
-            logs, self.log_sizes = self.log_sizes, RollingMedian(LOG_SIZE_WINDOW)
-            for value in logs:
-                self.log_sizes.push(value)
+        if state[0] != STATE_LAYOUT:
+            _load_interpreted_layout(self, state)
+            return
+        _, self.window, floats, ints, times = state
+        layout = Layout.of(self.window)
+        self.ints = np.frombuffer(bytearray(ints), dtype=np.int64)
+        self.times = np.frombuffer(bytearray(times), dtype=np.int64)
+        saved = np.frombuffer(floats, dtype=np.float64)
+        prices, returns = int(self.ints[kernel.I_P_N]), int(self.ints[kernel.I_R_N])
+        self.floats = np.zeros(layout.float_size)
+        self.floats[:layout.prices] = saved[:layout.prices]
+        self.floats[layout.prices:layout.prices + prices] = saved[layout.prices:layout.prices + prices]
+        self.floats[layout.returns:layout.returns + returns] = saved[layout.prices + prices:]
+
+    def _recompute_due(self) -> None:
+        """RollingStats' exact recomputation of a window's mean and M2, in Python: math.fsum rounds
+        the sum once, which the compiled loop does not reproduce (kernel.RECOMPUTE)."""
+        f, i, layout = self.floats, self.ints, Layout.of(self.window)
+        for start, mean_at, m2_at, n_at, updates_at in (
+                (layout.prices, kernel.F_P_MEAN, kernel.F_P_M2, kernel.I_P_N, kernel.I_P_UPD),
+                (layout.returns, kernel.F_R_MEAN, kernel.F_R_M2, kernel.I_R_N, kernel.I_R_UPD)):
+            if i[updates_at] >= self.window:
+                n = int(i[n_at])
+                values = f[start:start + n].tolist()
+                mean = math.fsum(values) / n
+                f[mean_at] = mean
+                f[m2_at] = math.fsum((v - mean) ** 2 for v in values)
+                i[updates_at] = 0
+
+    def _grow_times(self) -> None:
+        """Twice the room in the ring of trade times, oldest first (kernel.GROW)."""
+        head = int(self.ints[kernel.I_RT_HEAD])
+        grown = np.zeros(2 * len(self.times), dtype=np.int64)
+        grown[:len(self.times)] = np.concatenate((self.times[head:], self.times[:head]))
+        self.times = grown
+        self.ints[kernel.I_RT_HEAD] = 0
 
 
-def _robust_z(state: SymbolState, log_return: float) -> float:
-    """(r - median) / (1.4826 MAD) over the return window, refreshed every ROBUST_REFRESH trades.
-
-    Unlike the standard deviation, median and MAD are not inflated by the spikes we are looking
-    for, so an earlier spike in the window does not mask the next one. With tick-sized prices more
-    than half the returns are often exactly 0 and the MAD is 0; the mean absolute deviation
-    (scaled to a standard deviation) stands in then.
-    """
-    values = state.returns.values
-    if len(values) < 2:
-        return 0.0
-    if state.robust_age >= ROBUST_REFRESH:
-        median_and_mad = _median_and_mad_numpy if len(values) >= NUMPY_FROM else _median_and_mad
-        state.return_median, state.return_mad = median_and_mad(values)
-        state.robust_age = 0
-    state.robust_age += 1
-    scale = max(MAD_TO_STD * state.return_mad, MIN_RETURN_STD)
-    return (log_return - state.return_median) / scale
+# The pickled form's first field. The interpreted layout before it pickled a tuple of 18 objects.
+STATE_LAYOUT = "symbol-state-arrays-1"
+INITIAL_TIMES = 64  # trade times in the trailing second before the ring grows
 
 
-def _median_and_mad(values) -> tuple[float, float]:
-    """Median and MAD of the values; the MAD's stand-in when it is 0 (see _robust_z)."""
-    median = _median_of_sorted(sorted(values))
-    mad = _median_of_sorted(sorted(abs(v - median) for v in values))
-    if mad <= 0.0:
-        mad = _mad_stand_in(sum(abs(v - median) for v in values), len(values))
-    return median, mad
+class Layout(NamedTuple):
+    """Offsets of the windows in a SymbolState's float array, for one price-window size."""
+    window: int
+    prices: int
+    returns: int
+    quote_volume: int
+    base_volume: int
+    sizes: int
+    sizes_sorted: int
+    log_sizes: int
+    log_sizes_sorted: int
+    recent_prices: int
+    signed_size: int
+    abs_size: int
+    float_size: int
+    array: np.ndarray  # what the compiled loop reads: these offsets, then the windows' lengths
+
+    @staticmethod
+    def of(window: int) -> "Layout":
+        layout = _LAYOUTS.get(window)
+        if layout is None:
+            layout = _LAYOUTS[window] = _make_layout(window)
+        return layout
 
 
-def _median_and_mad_numpy(values: array) -> tuple[float, float]:
-    """The same, bit for bit, with numpy over the window's own buffer (no copy): 25 µs against
-    139 µs with 1,000 returns; below NUMPY_FROM values numpy's fixed cost loses."""
-    window = np.frombuffer(values, dtype=np.float64)
-    median = float(np.median(window))
-    deviations = np.abs(window - median)
-    del window  # the array cannot grow again while a view of its buffer is alive
-    mad = float(np.median(deviations))
-    if mad <= 0.0:
-        # summed in order, as Python's sum does: numpy's pairwise sum rounds differently
-        mad = _mad_stand_in(sum(deviations.tolist()), len(values))
-    return median, mad
+_LAYOUTS: dict = {}
 
 
-def _mad_stand_in(total_abs_deviation: float, n: int) -> float:
-    """The mean absolute deviation, scaled so that MAD_TO_STD x it is a standard deviation again
-    (normal data: std = 1.2533 x mean absolute deviation), for when more than half the returns
-    are 0 and the MAD with them."""
-    return total_abs_deviation / n * 1.2533 / MAD_TO_STD
+def _make_layout(window: int) -> Layout:
+    # The price and return windows last, so that a state whose windows are not full yet pickles
+    # without their empty tails (SymbolState.__getstate__): a sparse symbol's state stays small.
+    sizes = {"quote_volume": VWAP_WINDOW, "base_volume": VWAP_WINDOW, "sizes": VOLUME_WINDOW,
+             "sizes_sorted": VOLUME_WINDOW, "log_sizes": LOG_SIZE_WINDOW, "log_sizes_sorted": LOG_SIZE_WINDOW,
+             "recent_prices": VELOCITY_WINDOW, "signed_size": IMBALANCE_WINDOW, "abs_size": IMBALANCE_WINDOW,
+             "prices": window, "returns": window}
+    offsets, at = {}, kernel.F_SCALARS
+    for name, size in sizes.items():
+        offsets[name] = at
+        at += size
+    ordered = [offsets[name] for name in Layout._fields[1:12]]
+    array = np.array([window, *ordered, window, VWAP_WINDOW, VOLUME_WINDOW, LOG_SIZE_WINDOW, VELOCITY_WINDOW,
+                      IMBALANCE_WINDOW, RATE_SPAN_MS, ROBUST_REFRESH], dtype=np.int64)
+    return Layout(window, *ordered, at, array)
 
 
-def _median_of_sorted(ordered: list[float]) -> float:
-    n = len(ordered)
-    mid = n // 2
-    return ordered[mid] if n % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+# The definitions' float constants, in the order the compiled loop reads them.
+KERNEL_CONSTANTS = np.array([SIZE_TAIL_QUANTILE, SIZE_TAIL_NORMAL_Z, MIN_VELOCITY_SPAN_S, MAD_TO_STD, MIN_RETURN_STD,
+                             RATE_OVERDISPERSION, RATE_Z_PRIOR])
 
 
-def _volume_z(state: SymbolState, qty: float) -> float:
-    """How far up the symbol's size distribution a trade's log size lies, in standard deviations.
-
-    Logs, because sizes are heavy-tailed and logs of sizes far less so. Scaled by the *upper*
-    tail (median to 95th percentile of the last 100 log sizes), because that is the side a volume
-    spike is on and its weight differs by market: real trades have whales every few minutes (a
-    30x-median trade is common in XRPETH) where other streams have a light upper tail; a
-    median/MAD scale sees only the middle of the distribution and calls both the same.
-    """
-    logs = state.log_sizes.ordered
-    if len(logs) < 5:
-        return 0.0
-    median = _median_of_sorted(logs)
-    spread = _quantile_of_sorted(logs, SIZE_TAIL_QUANTILE) - median
-    if spread <= 1e-12:
-        return 0.0
-    return (math.log(qty) - median) / (spread / SIZE_TAIL_NORMAL_Z)
-
-
-def _quantile_of_sorted(ordered: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    position = q * (len(ordered) - 1)
-    low = int(position)
-    if low + 1 >= len(ordered):
-        return ordered[-1]
-    return ordered[low] + (ordered[low + 1] - ordered[low]) * (position - low)
-
-
-def _rate_z(count: int, baseline: float | None) -> float:
-    """Z-score of the trailing-second trade count against its baseline (trades per second over
-    about the last minute of event time). Trades cluster: one taker order filled by many makers
-    prints many trades at once, so counts vary far more than a Poisson count would, and the
-    variance is RATE_OVERDISPERSION times the mean. The prior keeps an idle market (baseline
-    near 0) from calling a handful of trades a burst."""
-    if baseline is None:
-        return 0.0
-    return (count - baseline) / math.sqrt(RATE_OVERDISPERSION * baseline + RATE_Z_PRIOR)
-
-
-def _duration_scale(time_gap_sec: float, rate_per_s: float | None) -> float:
-    """How many typical inter-trade gaps this trade's gap spans, square-rooted (at least 1).
-    Typical as of the previous trade: a silence must not shorten the gap it is measured against.
-
-    The return window mixes returns over typical gaps. A price diffuses: over k typical gaps its
-    variance grows about k times, so a 0.2% move after a minute of silence is ordinary where the
-    same move between two trades 0.1 s apart is not. Dividing the return z-scores by sqrt(k) asks
-    whether the move is unusual *for the time it took*. Never below 1, so fast trades keep their
-    full score (a burst of quick moves is exactly what should stand out)."""
-    if rate_per_s is None or rate_per_s <= 0.0:
-        return 1.0
-    return math.sqrt(max(1.0, time_gap_sec * rate_per_s))
+def _load_interpreted_layout(state: SymbolState, saved: tuple) -> None:
+    """A state pickled by the interpreted layout (savepoints before the compiled loop): its window
+    objects (features/rolling.py, features/windows.py) copied into the arrays, each ring keeping the
+    order it had, so the features carry on bit for bit (tests/test_state_pickling.py)."""
+    (prices, returns, quote_volume, base_volume, sizes, log_sizes, recent_prices, rate, rate_baseline,
+     signed_size, abs_size, return_median, return_mad, robust_age, last_price, last_trade_id,
+     last_trade_time_ms, trades_seen) = saved
+    SymbolState.__init__(state, prices.capacity)
+    f, i, layout = state.floats, state.ints, Layout.of(prices.capacity)
+    for stats, start, mean_at, m2_at, n_at, head_at, updates_at in (
+            (prices, layout.prices, kernel.F_P_MEAN, kernel.F_P_M2, kernel.I_P_N, kernel.I_P_HEAD, kernel.I_P_UPD),
+            (returns, layout.returns, kernel.F_R_MEAN, kernel.F_R_M2, kernel.I_R_N, kernel.I_R_HEAD, kernel.I_R_UPD)):
+        f[start:start + len(stats.values)] = stats.values
+        f[mean_at], f[m2_at] = stats.mean, stats.m2
+        i[n_at], i[head_at], i[updates_at] = len(stats.values), stats.head, stats.updates_since_exact
+    for rolling, start, total_at, n_at, updates_at in (
+            (quote_volume, layout.quote_volume, kernel.F_QV_TOTAL, kernel.I_QV_N, kernel.I_QV_UPD),
+            (base_volume, layout.base_volume, kernel.F_BV_TOTAL, kernel.I_BV_N, kernel.I_BV_UPD),
+            (signed_size, layout.signed_size, kernel.F_SS_TOTAL, kernel.I_SS_N, kernel.I_SS_UPD),
+            (abs_size, layout.abs_size, kernel.F_AS_TOTAL, kernel.I_AS_N, kernel.I_AS_UPD)):
+        f[start:start + len(rolling.values)] = list(rolling.values)  # oldest first, at the ring's head 0
+        f[total_at], i[n_at], i[updates_at] = rolling.total, len(rolling.values), rolling.updates
+    for window, start, sorted_start, n_at in (
+            (sizes, layout.sizes, layout.sizes_sorted, kernel.I_SZ_N),
+            (log_sizes, layout.log_sizes, layout.log_sizes_sorted, kernel.I_LS_N)):
+        values = list(window if isinstance(window, deque) else window.values)  # a deque before log sizes kept order
+        f[start:start + len(values)] = values
+        f[sorted_start:sorted_start + len(values)] = sorted(values)
+        i[n_at] = len(values)
+    f[layout.recent_prices:layout.recent_prices + len(recent_prices)] = [price for _, price in recent_prices]
+    i[kernel.I_SCALARS:kernel.I_SCALARS + len(recent_prices)] = [time_ms for time_ms, _ in recent_prices]
+    i[kernel.I_RP_N] = len(recent_prices)
+    times = list(rate.times)
+    state.times = np.zeros(max(INITIAL_TIMES, 2 * len(times)), dtype=np.int64)
+    state.times[:len(times)] = times
+    i[kernel.I_RT_N] = len(times)
+    f[kernel.F_RATE_TAU_MS], f[kernel.F_RATE_LEVEL] = rate_baseline.tau_ms, rate_baseline.level
+    if rate_baseline.first_ms is not None:
+        i[kernel.I_RATE_STARTED] = 1
+        i[kernel.I_RATE_FIRST_MS], i[kernel.I_RATE_LAST_MS] = rate_baseline.first_ms, rate_baseline.last_ms
+    f[kernel.F_RET_MEDIAN], f[kernel.F_RET_MAD], i[kernel.I_ROBUST_AGE] = return_median, return_mad, robust_age
+    if last_price is not None:
+        f[kernel.F_LAST_PRICE], i[kernel.I_HAS_LAST_PRICE] = last_price, 1
+    i[kernel.I_LAST_TRADE_ID], i[kernel.I_LAST_TIME], i[kernel.I_TRADES_SEEN] = \
+        last_trade_id, last_trade_time_ms, trades_seen
 
 
-def _velocity(state: SymbolState, trade: Trade) -> float:
-    window = state.recent_prices
-    if not window:
-        return 0.0
-    then_ms, then_price = window[0]
-    span_s = max((trade.trade_time_ms - then_ms) / 1000.0, MIN_VELOCITY_SPAN_S)
-    return (trade.price / then_price - 1.0) * 100.0 / span_s
+class Repeated(NamedTuple):
+    """observe_all's answer for a trade whose id is not above the last seen: the state is as it was."""
+    last_seen: int
+
+
+def observe_all(state: SymbolState, trades: Sequence[Trade]) -> list:
+    """Features of each trade against the windows before it, which it then joins; Repeated for a
+    trade whose id is not above the last seen then (is_replay_of_seen_trade).
+
+    One compiled call covers the trades (kernel.observe_batch): the features were the hottest
+    code of the job, 11-13 µs per trade interpreted (docs/performance.md). Every value is the same
+    operation in the same order as the interpreted definition, so features are equal bit for bit
+    (tests/test_features.py holds them against digests recorded with it, and against numpy
+    references of each definition)."""
+    n = len(trades)
+    if not n:
+        return []
+    _, ids, prices, qtys, times, _, makers = zip(*trades)
+    ids = np.array(ids, dtype=np.int64)
+    prices = np.array(prices, dtype=np.float64)
+    qtys = np.array(qtys, dtype=np.float64)
+    times = np.array(times, dtype=np.int64)
+    makers = np.array(makers, dtype=np.bool_)
+    out = np.empty((n, kernel.OUT_COLUMNS))
+    status = np.zeros(n, dtype=np.uint8)
+    layout = Layout.of(state.window).array
+    begin = 0
+    while True:
+        begin, why = kernel.observe_batch(state.floats, state.ints, state.times, ids, prices, qtys, times, makers,
+                                          begin, out, status, layout, KERNEL_CONSTANTS)
+        if why == kernel.DONE:
+            break
+        if why == kernel.RECOMPUTE:
+            state._recompute_due()
+        else:
+            state._grow_times()
+    make = TradeFeatures._make
+    features: list = []
+    for row, skipped in zip(out.tolist(), status.tolist()):
+        row[HISTORY] = int(row[HISTORY])
+        features.append(Repeated(row[HISTORY]) if skipped else make(row))
+    return features
 
 
 def observe(state: SymbolState, trade: Trade) -> TradeFeatures:
-    """Features of `trade` against the current windows, then adds the trade to them.
-
-    The hottest code of the job (16 µs per trade before the sixth round, a third of a Python
-    worker's time), written for CPython: a Python call costs about 0.1 µs and this made about a
-    hundred per trade, so the trade is unpacked once, each window's z-score comes with its
-    standard deviation in one call (RollingStats.zscore_and_std, with conditionals for max())
-    and the result is built positionally. Every value is still the same operation in the same
-    order as before, so features are equal bit for bit (tests/test_features.py holds them against
-    numpy references and against digests recorded before the change).
-    """
-    _, _, price, qty, time_ms, _, is_buyer_maker = trade
-    last_price = state.last_price
-    first = last_price is None
-    log_return = 0.0 if first else math.log(price / last_price)
-    base_total = state.base_volume.total
-    vwap = state.quote_volume.total / base_total if base_total > 0 else price
-    median_size = state.sizes.median
-
-    trades_last_second = state.rate.add(time_ms)
-    rate_baseline = state.rate_baseline
-    rate_per_s = rate_baseline.per_second(time_ms)
-    baseline = None if rate_per_s is None else rate_per_s * RATE_SPAN_MS / 1000.0
-    time_gap_sec = 0.0 if first else (time_ms - state.last_trade_time_ms) / 1000.0
-    duration = _duration_scale(time_gap_sec, rate_baseline.per_second_at_last_event())
-    state.signed_size.push(-qty if is_buyer_maker else qty)  # buyer is maker: the taker sold
-    state.abs_size.push(qty)
-
-    prices, returns = state.prices, state.returns
-    z_price, price_std = prices.zscore_and_std(price, MIN_RETURN_STD * prices.mean)  # same 0.1 bp floor
-    z_return, return_std = returns.zscore_and_std(log_return, MIN_RETURN_STD)
-    abs_total = state.abs_size.total
-    features = TradeFeatures(  # positional, in field order: keywords cost a dict per trade
-        z_price,
-        z_return / duration,
-        _robust_z(state, log_return) / duration,
-        0.0 if first else (price / last_price - 1.0) * 100.0,
-        time_gap_sec,
-        (price / vwap - 1.0) * 100.0,
-        qty / median_size if median_size > 0 else 1.0,
-        _volume_z(state, qty),
-        _velocity(state, trade),
-        trades_last_second / baseline if baseline else 1.0,
-        _rate_z(trades_last_second, baseline),
-        state.signed_size.total / abs_total if abs_total > 0 else 0.0,
-        log_return,
-        prices.mean, price_std,
-        returns.mean, return_std,
-        len(prices.values),
-    )
-
-    prices.push(price)
-    if not first:
-        returns.push(log_return)
-    state.quote_volume.push(price * qty)
-    state.base_volume.push(qty)
-    state.sizes.push(qty)
-    state.log_sizes.push(math.log(qty))
-    state.recent_prices.append((time_ms, price))
-    rate_baseline.add(time_ms)
-    state.last_price = price
-    state.last_trade_id = trade.trade_id
-    state.last_trade_time_ms = time_ms
-    state.trades_seen += 1
+    """Features of one trade (observe_all of one); the caller has checked is_replay_of_seen_trade."""
+    features = observe_all(state, (trade,))[0]
+    if type(features) is Repeated:
+        raise ValueError(f"trade id {trade.trade_id} is not above the last seen, {state.last_trade_id}")
     return features
+
+
+def observe_in_order(states: dict, trades: Iterable[Trade], window_size: int,
+                     chunk: int = 4096) -> Iterator[tuple[Trade, TradeFeatures | Repeated]]:
+    """(trade, observe_all's answer) for a stream of many symbols' trades, in input order, with
+    `states` (symbol -> SymbolState) made as symbols appear. The trades are observed `chunk` at a
+    time, grouped by symbol, one compiled call per symbol: a symbol's features depend on its own
+    trades alone, in their order, so the grouping changes nothing but the number of calls."""
+    pending: list = []
+    for trade in trades:
+        pending.append(trade)
+        if len(pending) >= chunk:
+            yield from _observe_grouped(states, pending, window_size)
+            pending = []
+    if pending:
+        yield from _observe_grouped(states, pending, window_size)
+
+
+def _observe_grouped(states: dict, trades: list, window_size: int):
+    rows_by_symbol: dict[str, list] = {}
+    for row, trade in enumerate(trades):
+        rows_by_symbol.setdefault(trade.symbol, []).append(row)
+    answers: list = [None] * len(trades)
+    for symbol, rows in rows_by_symbol.items():
+        state = states.get(symbol)
+        if state is None:
+            state = states[symbol] = SymbolState(window_size)
+        for row, answer in zip(rows, observe_all(state, [trades[row] for row in rows])):
+            answers[row] = answer
+    return zip(trades, answers)

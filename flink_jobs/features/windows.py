@@ -1,5 +1,9 @@
 """Small rolling structures over the last N trades (or the last T milliseconds), O(1) or O(N) with
-tiny N, picklable as plain tuples. RollingStats (rolling.py) covers mean and standard deviation."""
+tiny N, picklable as plain tuples. RollingStats (rolling.py) covers mean and standard deviation.
+
+The job's features run these updates compiled, operation by operation (features/kernel.py); the
+classes are the interpreted definitions, and what savepoints of earlier versions hold
+(symbol_state._load_interpreted_layout)."""
 from __future__ import annotations
 
 import math
