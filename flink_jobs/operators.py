@@ -34,6 +34,7 @@ from flink_jobs.features.symbol_state import Repeated, SymbolState, TradeFeature
 from flink_jobs.scoring_state import STATE_NAME, EarlierLayout, SymbolRecord
 from flink_jobs.parse_batches import group_batch
 from flink_jobs.trades import InvalidTrade, Trade, dead_letter_raw
+from flink_jobs.worker_gc import settle_after_open
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +260,7 @@ class ParseTradeBatches(ScalarFunction):
         self.parsed = metrics.counter("trades_parsed")
         self.rejected = metrics.counter("dead_letters")
         self.sampled_log = _SampledLog()
+        settle_after_open()
 
     def eval(self, raws):
         import pandas as pd
@@ -347,6 +349,7 @@ class ScoreTrades(KeyedProcessFunction):
         self.late = metrics.counter("late_trades")
         self.bars_emitted = metrics.counter("bars_emitted")
         self.sampled_log = _SampledLog()
+        settle_after_open()
 
     def process_element(self, trades: list, ctx: KeyedProcessFunction.Context):
         """A symbol's trades of one parse batch, as plain tuples (flink_jobs/parse_batches.py)."""
@@ -538,6 +541,7 @@ class ApplyCooldown(KeyedProcessFunction):
         self.cooldown = Cooldown(self.detection.cooldown_seconds)
         self.zscore = ZScoreDetector(self.detection)  # thresholds, for the reasons of those let through
         self.raised = runtime_context.get_metrics_group().counter("anomalies")
+        settle_after_open()
 
     def process_element(self, packed: bytes, ctx: KeyedProcessFunction.Context):
         last = self.last_by_method.value() or {}
@@ -608,6 +612,7 @@ class StoreSink(KeyedProcessFunction):
         metrics.gauge("buffered_rows", lambda: self.buffered)
         # Gauges are read when a bundle ends, often just after a flush: the peak shows the bound.
         metrics.gauge("buffered_rows_peak", lambda: self.peak_buffered)
+        settle_after_open()
 
     def process_element(self, record, ctx: KeyedProcessFunction.Context):
         self.buffer.add(record)

@@ -40,6 +40,7 @@ class AlertSink(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext):
         from flink_jobs.operators import exit_with_taskmanager
+        from flink_jobs.worker_gc import settle_after_open
 
         exit_with_taskmanager()
         self.last_alert_ms = runtime_context.get_state(ValueStateDescriptor("last_alert_ms", Types.LONG()))
@@ -57,6 +58,7 @@ class AlertSink(KeyedProcessFunction):
         self.summary_delay_ms = max(1, int(60_000 / self.alerts.max_per_minute))
         self.summary_timer_pending = False
         log.info("%s", describe_alerting(self.alerts))
+        settle_after_open()
 
     def process_element(self, alert: Alert, ctx: KeyedProcessFunction.Context):
         decision = self.policy.decide(alert, self.last_alert_ms.value())
