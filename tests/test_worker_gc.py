@@ -19,31 +19,41 @@ def run_python(code: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_every_operator_open_settles_the_collector():
-    seen = run_python("""
+def test_every_operator_open_settles_the_collector(tmp_path):
+    seen = run_python(f"""
         import gc, json
         import config as app_config
         from flink_jobs import worker_gc
-        from flink_jobs.operators import ApplyCooldown, ParseTradeBatches, ScoreTrades
+        from flink_jobs.alerts.sink import AlertSink
+        from flink_jobs.operators import ApplyCooldown, ParseTradeBatches, ScoreTrades, StoreSink
         from tests.test_score_batches import KeyedValue, Metrics, RuntimeContext
 
         class FunctionContext:
             def get_metric_group(self):
                 return Metrics()
 
-        cfg = app_config.load({}, detection={"methods": ("zscore",)})
-        opened = {}
+        class SinkContext(RuntimeContext):
+            def get_list_state(self, descriptor):
+                return []
+
+        cfg = app_config.load({{"CHDB_PATH": {str(tmp_path / "chdb")!r}}}, detection={{"methods": ("zscore",)}})
+        opened = {{}}
         for name, operator, context in [
                 ("parse", ParseTradeBatches(cfg.detection), FunctionContext()),
                 ("score", ScoreTrades(cfg.detection, bars=False), RuntimeContext(KeyedValue())),
-                ("cooldown", ApplyCooldown(cfg.detection), RuntimeContext(KeyedValue()))]:
+                ("cooldown", ApplyCooldown(cfg.detection), RuntimeContext(KeyedValue())),
+                ("store", StoreSink(cfg.store), SinkContext(KeyedValue())),
+                ("alerts", AlertSink(cfg.alerts), RuntimeContext(KeyedValue()))]:
             gc.unfreeze()
             gc.set_threshold(700, 10, 10)
             operator.open(context)
-            opened[name] = {"threshold": list(gc.get_threshold()), "frozen": gc.get_freeze_count()}
-        print(json.dumps({"opened": opened, "expected": [worker_gc.YOUNG_COLLECTION_EVERY,
-                                                         *worker_gc.OLDER_GENERATIONS]}))
+            opened[name] = {{"threshold": list(gc.get_threshold()), "frozen": gc.get_freeze_count()}}
+            if name == "alerts":
+                operator.close()  # its sender's thread
+        print(json.dumps({{"opened": opened, "expected": [worker_gc.YOUNG_COLLECTION_EVERY,
+                                                          *worker_gc.OLDER_GENERATIONS]}}))
     """)
+    assert set(seen["opened"]) == {"parse", "score", "cooldown", "store", "alerts"}
     for name, after_open in seen["opened"].items():
         assert after_open["threshold"] == seen["expected"], name
         # The modules, the model and the operators it had loaded: tens of thousands of objects.
