@@ -26,9 +26,11 @@ so a partition carrying only bad messages still goes idle.
 from __future__ import annotations
 
 import pickle
-from typing import Callable, Iterable, NamedTuple
+import time
+from typing import Callable, Iterable, NamedTuple, Sequence
 
-from flink_jobs.trades import InvalidTrade, parse_trade
+from flink_jobs.canonical_trades import parse_messages
+from flink_jobs.trades import InvalidTrade
 
 # The key of a dead-letter row (no symbol is empty: config.SYMBOL_PATTERN); the job sends these
 # rows to the store, past the timestamp assigner.
@@ -63,27 +65,28 @@ def group_batch(raws: Iterable, accepts: Callable[[str], bool],
     last_row: dict[str, int] = {}
     earliest = None
     rejected = 0
-    for row, raw in enumerate(raws):
+    if not isinstance(raws, Sequence):
+        raws = list(raws)
+    # One "now" for the batch's window of plausible times, for both paths.
+    results = parse_messages(raws, accepts, int(time.time() * 1000))
+    for row, trade in enumerate(results):
         keys.append(None)
         payloads.append(None)
-        try:
-            if raw is None:  # a Kafka record without a value (a tombstone)
-                raw = ""
-                raise InvalidTrade("empty message", "the record has no value")
-            trade = parse_trade(raw, accepts)
-        except InvalidTrade as error:
+        if type(trade) is not tuple:
             rejected += 1
+            raw = "" if raws[row] is None else raws[row]   # a Kafka record without a value (a tombstone)
             if on_rejected is not None:
-                on_rejected(error, raw)
+                on_rejected(trade, raw)
             keys[row] = DEAD_LETTER_KEY
-            payloads[row] = pickle.dumps(dead_letter(str(error), raw), protocol=PICKLE_PROTOCOL)
+            payloads[row] = pickle.dumps(dead_letter(str(trade), raw), protocol=PICKLE_PROTOCOL)
             continue
         # A plain tuple: cloudpickle would pickle a named tuple's class by reference with every
         # record. ScoreTrades names the fields again.
-        trades_by_symbol.setdefault(trade.symbol, []).append(tuple(trade))
-        last_row[trade.symbol] = row
-        if earliest is None or trade.trade_time_ms < earliest:
-            earliest = trade.trade_time_ms
+        symbol, trade_time_ms = trade[0], trade[4]
+        trades_by_symbol.setdefault(symbol, []).append(trade)
+        last_row[symbol] = row
+        if earliest is None or trade_time_ms < earliest:
+            earliest = trade_time_ms
     event_times = [NO_EVENT_TIME] * len(keys)
     for symbol, row in last_row.items():
         keys[row] = symbol
