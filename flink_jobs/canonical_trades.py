@@ -23,6 +23,10 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from flink_jobs.trades import (EARLIEST_TRADE_MS, MAX_DECIMAL, MAX_FUTURE_MS, MICROSECONDS_ABOVE, InvalidTrade,
                                parse_trade)
 
@@ -58,10 +62,6 @@ def _parse_one(raw, accepts_symbol: Callable[[str], bool], now_ms: int):
 
 def _parse_canonical(raws: Sequence, accepts_symbol: Callable[[str], bool], now_ms: int) -> list:
     """Per message, its trade tuple when it has the canonical shape and passes every check, else None."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     try:
         # bytes from Kafka make a binary array, text from files a string one; a batch of both does
         # not convert, and goes one by one.
@@ -102,8 +102,6 @@ def _parse_canonical(raws: Sequence, accepts_symbol: Callable[[str], bool], now_
     return results
 
 
-def _epoch_ms(values):
+def _epoch_ms(values: np.ndarray) -> np.ndarray:
     """normalize_epoch_ms (trades.py) over a column: microseconds to milliseconds."""
-    import numpy as np
-
     return np.where(values >= MICROSECONDS_ABOVE, values // 1000, values)

@@ -115,9 +115,8 @@ def test_canonical_messages_agree_as_bytes_and_as_text(texts):
 
 def test_valid_canonical_messages_do_not_reach_parse_trade_and_others_do(monkeypatch):
     """The fast path is taken: a canonical trade is parsed without parse_trade, anything else with it."""
-    canonical_text = CANONICAL
-    others = [canonical_text.replace(",", ", "), canonical_text.replace('"BTCUSDT"', '"DOGEUSDT"'),
-              canonical_text.replace('"0.0005"', '"0"'), None, b"\xff"]
+    others = [CANONICAL.replace(",", ", "), CANONICAL.replace('"BTCUSDT"', '"DOGEUSDT"'),
+              CANONICAL.replace('"0.0005"', '"0"'), None, b"\xff"]
     seen = []
 
     def recording(raw, accepts_symbol, now_ms=None):
@@ -125,7 +124,7 @@ def test_valid_canonical_messages_do_not_reach_parse_trade_and_others_do(monkeyp
         return parse_trade(raw, accepts_symbol, now_ms)
 
     monkeypatch.setattr(canonical_trades, "parse_trade", recording)
-    results = parse_messages([canonical_text.encode()] + [o.encode() if isinstance(o, str) else o for o in others],
+    results = parse_messages([CANONICAL.encode()] + [o.encode() if isinstance(o, str) else o for o in others],
                              accepts, NOW_MS)
 
     assert results[0] == ("BTCUSDT", 7, 91000.12, 0.0005, 1763999999987, 1763999999990, True)
