@@ -16,6 +16,9 @@ import pickle
 import threading
 import time
 import zlib
+from typing import Sequence
+
+import numpy as np
 
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag
@@ -32,6 +35,7 @@ from flink_jobs.detectors.methods import Candidate, Cooldown, candidates, explai
 from flink_jobs.detectors.zscore import ZScoreDetector
 from flink_jobs.features.symbol_state import Repeated, SymbolState, TradeFeatures, observe_all
 from flink_jobs.scoring_state import STATE_NAME, EarlierLayout, SymbolRecord
+from flink_jobs.store import arrow_stream, payload_rows, table_of
 from flink_jobs.parse_batches import group_batch
 from flink_jobs.trades import InvalidTrade, Trade, dead_letter_raw
 from flink_jobs.worker_gc import settle_after_open
@@ -98,15 +102,16 @@ MAX_BAR_ROWS_PER_RECORD = 256
 
 
 def batch(table: str, rows: list) -> tuple:
-    """The record the store sink takes: one table's rows, inserted together."""
+    """The record the store sink takes: one table's rows, inserted together: a list of tuples in
+    store.TABLE_COLUMNS order, or an Arrow stream of them (trades_payload; store.payload_rows)."""
     return table, rows
 
 
-def addressed(record: tuple, sink_parallelism: int) -> Row:
+def addressed(record: tuple, sink_parallelism: int, first_column=None) -> Row:
     """A store record with its sink key in front, as the store sink's Java key selector reads it:
-    the key of its first row's first column (symbol or stage)."""
+    the key of its first row's first column (symbol or stage), given for a columnar payload."""
     table, rows = record
-    return Row(sink_key_of(rows[0][0], sink_parallelism), record)
+    return Row(sink_key_of(rows[0][0] if first_column is None else first_column, sink_parallelism), record)
 
 
 def single(record: tuple) -> tuple:
@@ -124,6 +129,31 @@ def trade_row(trade: Trade, f: TradeFeatures, if_score: float, model_version: st
     return ("trades", (trade.symbol, trade.trade_id, trade.trade_time_ms, trade.event_time_ms, trade.price,
                        trade.qty, trade.price * trade.qty, trade.is_buyer_maker, f.log_return, f.price_mean,
                        f.price_std, f.z_price, f.return_mean, f.return_std, f.z_return, if_score, model_version))
+
+
+# A scoring batch of at least this many trades goes to the store sink as an Arrow stream, a smaller
+# one as tuples: building the stream costs about 300 µs a batch (17 Arrow arrays, the IPC framing)
+# and then 1.7 µs a row, the tuples about 4.8 µs a row in all (made, pickled at the crossings,
+# converted by the sink); they cost the same at about 128 rows (docs/performance.md, "Thirteenth round").
+COLUMNAR_MIN_ROWS = 128
+# The features stored with each trade, in the trades table's column order (after is_buyer_maker).
+STORED_FEATURES = ("log_return", "price_mean", "price_std", "z_price", "return_mean", "return_std", "z_return")
+_FEATURE_INDEX = {name: i for i, name in enumerate(TradeFeatures._fields)}
+
+
+def trades_payload(trades: Sequence[Trade], features: Sequence[TradeFeatures], if_scores: Sequence[float],
+                   model_version: str) -> bytes:
+    """A scoring batch's rows of the trades table (trade_row's values) as one Arrow IPC stream, built
+    column by column. The store sink inserts it as it is: converting per-row tuples there took about
+    an eighth of its worker, and the tuples cost a pickling at each of their four crossings
+    (docs/performance.md, "Thirteenth round")."""
+    symbol, trade_id, price, qty, trade_time, event_time, is_buyer_maker = zip(*trades)
+    by_feature = list(zip(*features))
+    price, qty = np.array(price, dtype=np.float64), np.array(qty, dtype=np.float64)
+    columns = [symbol, trade_id, trade_time, event_time, price, qty, price * qty, is_buyer_maker,
+               *(by_feature[_FEATURE_INDEX[name]] for name in STORED_FEATURES),
+               if_scores, [model_version] * len(trades)]
+    return arrow_stream(table_of("trades", columns))
 
 
 def anomaly_row(a: Anomaly) -> tuple:
@@ -366,6 +396,8 @@ class ScoreTrades(KeyedProcessFunction):
         # earlier trades alone, not on the bars or the batch that the loop below handles.
         for trade, features in zip(trades, observe_all(record.features, trades)):
             self._score(trade, features, record, watermark, ctx, out)
+        if self.models is None:
+            self._flush(record, out)
         # A flush in the loop marked this symbol's waiting trades as emitted; those after it wait
         # in `record.waiting`, which is right as it is: nothing may clear it on the next call.
         self.emitted.discard(symbol)
@@ -401,8 +433,7 @@ class ScoreTrades(KeyedProcessFunction):
         if self.bars:
             self._add_to_bars(trade, record, watermark, ctx, out)
         if self.models is None:
-            self.pending.append((trade, features))  # z-score alone: nothing to batch, nothing held
-            self._flush(record, out)
+            self.pending.append((trade, features))  # z-score alone: flushed when the call ends, nothing held
             return
         record.waiting.append((trade, features))
         self._hold(trade.symbol, [(trade, features)], ctx)
@@ -475,16 +506,19 @@ class ScoreTrades(KeyedProcessFunction):
         scored = score_batch(model, [features for _, features in pending])
         if model is not None:
             self.batches.inc()
-        rows = []
         by_symbol: dict = {}
         for (trade, features), if_score, label in zip(pending, scored.scores, scored.labels):
-            rows.append(trade_row(trade, features, if_score, scored.version)[1])
             found = candidates(self.detection, self.zscore, trade, features, if_score, label, scored)
             if found:
                 by_symbol.setdefault(trade.symbol, []).extend(found)
         for symbol, symbol_candidates in by_symbol.items():
             out.append((CANDIDATES, Row(symbol, pack_candidates(symbol_candidates))))
-        out.append(addressed(batch("trades", rows), self.sink_parallelism))
+        trades, features = zip(*pending)
+        if len(pending) >= COLUMNAR_MIN_ROWS:
+            rows = trades_payload(trades, features, scored.scores, scored.version)
+        else:
+            rows = [trade_row(t, f, s, scored.version)[1] for t, f, s in zip(trades, features, scored.scores)]
+        out.append(addressed(batch("trades", rows), self.sink_parallelism, trades[0].symbol))
 
     def _add_to_bars(self, trade: Trade, record: SymbolRecord, watermark: int,
                      ctx: KeyedProcessFunction.Context, out: list) -> None:
@@ -618,7 +652,7 @@ class StoreSink(KeyedProcessFunction):
         self.buffer.add(record)
         if not self.buffered:
             self.first_buffered_at = time.monotonic()
-        self.buffered += len(record[1])
+        self.buffered += payload_rows(record[1])
         self.peak_buffered = max(self.peak_buffered, self.buffered)
         # Full, or due (as in ScoreTrades: a busy stream does not wait for the timer's round trip).
         if self.buffered >= self.store_config.batch_size or \
@@ -639,11 +673,10 @@ class StoreSink(KeyedProcessFunction):
 
     def _flush(self):
         by_table: dict[str, list] = {}
-        for table, rows in self.buffer.get() or ():
-            by_table.setdefault(table, []).extend(rows)
-        for table, rows in by_table.items():
-            self.store.insert(table, rows)
-            self.rows_written.inc(len(rows))
+        for table, payload in self.buffer.get() or ():
+            by_table.setdefault(table, []).append(payload)
+        for table, payloads in by_table.items():
+            self.rows_written.inc(self.store.insert_payloads(table, payloads))
             self.batches_written.inc()
         self.buffer.clear()
         self.buffered = 0

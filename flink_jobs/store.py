@@ -6,8 +6,8 @@
 - ServerStore: a ClickHouse server through clickhouse-connect, when CLICKHOUSE_URL is set.
 
 Rows travel as Arrow tables built from the column lists below, so values never pass through SQL
-text: inserts read them with the Python() table function (chDB) or the native insert protocol
-(server), and queries take server-side {name:Type} parameters.
+text: inserts send them as an Arrow stream (chDB's streaming insert) or through the native insert
+protocol (server), and queries take server-side {name:Type} parameters.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import glob
 import logging
 import os
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -96,10 +96,49 @@ def named_query(name: str) -> str:
 
 def to_arrow(table: str, rows: Sequence[tuple]) -> pa.Table:
     """Rows (tuples in TABLE_COLUMNS order) -> a typed Arrow table."""
+    # transposed in C: 0.63 against 0.87 µs a trades row
+    return table_of(table, zip(*rows) if rows else [[]] * len(TABLE_COLUMNS[table]))
+
+
+def table_of(table: str, values: Iterable) -> pa.Table:
+    """Columns (sequences or numpy arrays, in TABLE_COLUMNS order) -> a typed Arrow table."""
     columns = TABLE_COLUMNS[table]
-    values = zip(*rows) if rows else [[]] * len(columns)  # transposed in C: 0.63 against 0.87 µs a trades row
     arrays = [pa.array(column, type=kind) for column, (_, kind) in zip(values, columns)]
     return pa.Table.from_arrays(arrays, names=[name for name, _ in columns])
+
+
+def arrow_stream(data: pa.Table) -> bytes:
+    """An Arrow table as the bytes of one IPC stream (schema, record batches, end marker)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, data.schema) as writer:
+        writer.write_table(data)
+    return sink.getvalue().to_pybytes()
+
+
+def from_arrow_stream(payload: bytes) -> pa.Table:
+    """The table of arrow_stream's bytes (zero-copy: the columns point into `payload`)."""
+    return pa.ipc.open_stream(payload).read_all()
+
+
+# A store record's rows (operators.batch) are either a list of tuples in TABLE_COLUMNS order or,
+# for a scoring batch's trades, an Arrow IPC stream built column by column (operators.trades_payload):
+# the sink then inserts them without a conversion per row (docs/performance.md, "Thirteenth round").
+def payload_rows(payload: Sequence[tuple] | bytes) -> int:
+    """How many rows a store record carries."""
+    return from_arrow_stream(payload).num_rows if isinstance(payload, bytes) else len(payload)
+
+
+def payloads_table(table: str, payloads: Iterable[Sequence[tuple] | bytes]) -> pa.Table:
+    """Several store records' rows for one table, as one Arrow table."""
+    rows, tables = [], []
+    for payload in payloads:
+        if isinstance(payload, bytes):
+            tables.append(from_arrow_stream(payload))
+        else:
+            rows.extend(payload)
+    if rows or not tables:
+        tables.append(to_arrow(table, rows))
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
 def checked_identifier(name: str) -> str:
@@ -133,6 +172,13 @@ class Store:
     def insert(self, table: str, rows: Sequence[tuple]) -> None:
         if rows:
             self._insert_arrow(table, to_arrow(table, rows))
+
+    def insert_payloads(self, table: str, payloads: Iterable[Sequence[tuple] | bytes]) -> int:
+        """Inserts the rows of several store records (payload_rows) at once; returns how many."""
+        data = payloads_table(table, payloads)
+        if data.num_rows:
+            self._insert_arrow(table, data)
+        return data.num_rows
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict]:
         """Runs a SELECT with {name:Type} parameters; returns rows as dicts."""
@@ -212,9 +258,17 @@ class ChdbStore(Store):
         self._conn.query(sql, "CSV")
 
     def _insert_arrow(self, table, data):
+        # The table goes in as an Arrow IPC stream through chDB's streaming insert: about 10 ms an
+        # insert whatever its size, against about 20 ms for INSERT ... SELECT FROM Python(data), and
+        # the sink pays that once per table and flush (docs/performance.md, "Thirteenth round").
         names = ", ".join(data.column_names)
-        # chDB's Python() table function reads the local variable `data` by name.
-        self._conn.query(f"INSERT INTO `{table}` ({names}) SELECT {names} FROM Python(data)", "CSV")
+        inserter = self._conn.send_insert(f"INSERT INTO `{table}` ({names})", "ArrowStream")
+        try:
+            inserter.append(arrow_stream(data))
+        except BaseException:
+            inserter.cancel()
+            raise
+        inserter.finish()
 
 
 class ServerStore(Store):

@@ -19,6 +19,7 @@ from flink_jobs.detectors.offline import detect
 from flink_jobs.features.symbol_state import TradeFeatures
 from flink_jobs.operators import (END_OF_INPUT, ApplyCooldown, ScoreTrades, anomaly_row, pack_candidates,
                                   pickled_sink_key, unpack_candidates)
+from flink_jobs.store import payloads_table
 from flink_jobs.trades import Trade
 
 T0 = 1_700_000_000_000
@@ -96,13 +97,17 @@ class NoModel:
         return None
 
 
-def scoring_operator(sink_parallelism: int = 1) -> tuple[ScoreTrades, KeyedValue]:
-    cfg = app_config.load({}, detection={"methods": ("zscore",), "iforest_batch_size": 4,
+def scoring_operator(sink_parallelism: int = 1, batch_size: int = 4,
+                     batched: bool = True) -> tuple[ScoreTrades, KeyedValue]:
+    """Scored by z-score only; with `batched`, trades wait for micro-batches of `batch_size` as
+    with the forest on, else the operator runs as DETECTION_METHODS=zscore makes it (no model)."""
+    cfg = app_config.load({}, detection={"methods": ("zscore",), "iforest_batch_size": batch_size,
                                          "iforest_batch_ms": 10_000})
     state = KeyedValue()
     operator = ScoreTrades(cfg.detection, bars=False, sink_parallelism=sink_parallelism)
     operator.open(RuntimeContext(state))
-    operator.models = NoModel()
+    if batched:
+        operator.models = NoModel()
     return operator, state
 
 
@@ -136,7 +141,8 @@ def store_records(out):
 
 
 def scored_ids(out):
-    return [row[1] for table, rows in store_records(out) if table == "trades" for row in rows]
+    return [trade_id for table, rows in store_records(out) if table == "trades"
+            for trade_id in payloads_table(table, [rows]).column("trade_id").to_pylist()]
 
 
 def test_store_records_carry_the_sink_key_of_their_first_row_s_symbol():
@@ -147,7 +153,7 @@ def test_store_records_carry_the_sink_key_of_their_first_row_s_symbol():
     out = call(operator, state, "BTCUSDT", [1, 2, 3, 4])
     out += call(operator, state, "XRPUSDT", [1, 2, 3, 4])
 
-    assert [(key, record[1][0][0]) for key, record in out] == [
+    assert [(key, payloads_table(record[0], [record[1]]).column("symbol")[0].as_py()) for key, record in out] == [
         (zlib.crc32(b"BTCUSDT") % 3, "BTCUSDT"), (zlib.crc32(b"XRPUSDT") % 3, "XRPUSDT")]
     assert len({key for key, _ in out}) == 2   # the two symbols land on different subtasks
 
