@@ -12,7 +12,7 @@ from flink_jobs.features.symbol_state import SymbolState, observe_all
 from flink_jobs.operators import COLUMNAR_MIN_ROWS, StoreSink, trade_row, trades_payload
 from flink_jobs.store import arrow_stream, payload_rows, payloads_table, to_arrow
 from flink_jobs.trades import Trade
-from tests.test_score_batches import Context, Metrics, call, scoring_operator, store_records
+from tests.test_score_batches import Context, RuntimeContext, call, scoring_operator, store_records
 
 T0 = 1_700_000_000_000
 
@@ -76,15 +76,11 @@ class ListState:
         self.blobs = []
 
 
-class SinkContext:
-    def __init__(self, state):
-        self.state = state
+class SinkContext(RuntimeContext):
+    """The scoring tests' runtime context, handing out list state as the store sink asks for it."""
 
     def get_list_state(self, descriptor):
         return self.state
-
-    def get_metrics_group(self):
-        return Metrics()
 
 
 def test_the_sink_inserts_rows_and_streams_of_a_table_together_and_counts_both(tmp_path):
