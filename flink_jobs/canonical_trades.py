@@ -18,6 +18,11 @@ repeated keys, integers without a sign or leading zeros and short enough for int
 without sign or exponent), and a row that fails any later check (an unknown symbol, a price of
 zero, a timestamp out of range) goes to parse_trade like every message of another shape, so its
 reason stays exactly parse_trade's. tests/test_canonical_trades.py holds the two to the same answers.
+
+A batch message (trades.parse_message) takes this path when it is `[` + canonical objects joined by
+`,` + `]`: split at `},{` (which no canonical object holds inside), its pieces are matched like
+single messages, and the message is accepted when every piece passes and all are one symbol. Any
+other batch message goes whole to parse_message, whose reason it keeps.
 """
 from __future__ import annotations
 
@@ -27,23 +32,28 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flink_jobs.trades import (EARLIEST_TRADE_MS, MAX_DECIMAL, MAX_FUTURE_MS, MICROSECONDS_ABOVE, InvalidTrade,
-                               parse_trade)
+from flink_jobs.trades import (EARLIEST_TRADE_MS, MAX_BATCH_MESSAGE_CHARS, MAX_DECIMAL, MAX_FUTURE_MS,
+                               MICROSECONDS_ABOVE, InvalidTrade, is_batch_message, parse_message)
 
 # A JSON integer as json.loads reads it, no sign, at most 18 digits: below MAX_TRADE_ID (2**63 - 1),
 # so Arrow's cast to int64 never overflows.
 _INTEGER = r"(?:0|[1-9][0-9]{0,17})"
 # A decimal string that DECIMAL (trades.py) accepts; 20 digits before the point keep it finite.
 _DECIMAL = r"[0-9]{1,20}(?:\.[0-9]{1,20})?"
-CANONICAL_TRADE = (
-    r'^\{"e":"trade","E":(?P<E>' + _INTEGER + r'),"s":"(?P<s>[A-Z0-9]{2,30})","t":(?P<t>' + _INTEGER
+# The inside of a canonical trade object, between its braces.
+_FIELDS = (
+    r'"e":"trade","E":(?P<E>' + _INTEGER + r'),"s":"(?P<s>[A-Z0-9]{2,30})","t":(?P<t>' + _INTEGER
     + r'),"p":"(?P<p>' + _DECIMAL + r')","q":"(?P<q>' + _DECIMAL + r')","T":(?P<T>' + _INTEGER
-    + r'),"m":(?P<m>true|false)(?:,"M":(?:true|false))?\}$')
+    + r'),"m":(?P<m>true|false)(?:,"M":(?:true|false))?')
+CANONICAL_TRADE = r'^\{' + _FIELDS + r'\}$'
+# A piece of a batch message split at "},{", its outer "[{" and "}]" cut off: the inside of an object.
+CANONICAL_PIECE = r'^' + _FIELDS + r'$'
 
 
 def parse_messages(raws: Sequence, accepts_symbol: Callable[[str], bool], now_ms: int) -> list:
-    """Per message, in order: the trade as a plain tuple (Trade's fields), or the InvalidTrade
-    parse_trade raises for it. `raws` holds bytes, text or None (a Kafka record without a value)."""
+    """Per message, in order: its trade as a plain tuple (Trade's fields), a batch message's trades
+    as a list of them, or the InvalidTrade parse_message raises for it. `raws` holds bytes, text or
+    None (a Kafka record without a value)."""
     results = _parse_canonical(raws, accepts_symbol, now_ms)
     for row, result in enumerate(results):
         if result is None:
@@ -55,13 +65,15 @@ def _parse_one(raw, accepts_symbol: Callable[[str], bool], now_ms: int):
     if raw is None:
         return InvalidTrade("empty message", "the record has no value")
     try:
-        return tuple(parse_trade(raw, accepts_symbol, now_ms))
+        trades = parse_message(raw, accepts_symbol, now_ms)
     except InvalidTrade as error:
         return error
+    return [tuple(trade) for trade in trades] if is_batch_message(raw) else tuple(trades[0])
 
 
 def _parse_canonical(raws: Sequence, accepts_symbol: Callable[[str], bool], now_ms: int) -> list:
-    """Per message, its trade tuple when it has the canonical shape and passes every check, else None."""
+    """Per message, its trade tuple (or its list of trade tuples) when it has the canonical shape and
+    passes every check, else None."""
     try:
         # bytes from Kafka make a binary array, text from files a string one; a batch of both does
         # not convert, and goes one by one.
@@ -70,12 +82,45 @@ def _parse_canonical(raws: Sequence, accepts_symbol: Callable[[str], bool], now_
         return [None] * len(raws)
     if not (pa.types.is_binary(messages.type) or pa.types.is_string(messages.type)):
         return [None] * len(raws)   # all None (an all-null array), or not messages at all
-    fields = pc.extract_regex(messages, CANONICAL_TRADE)
+    results: list = [None] * len(raws)
+    rows, trades = _checked_trades(messages, CANONICAL_TRADE, accepts_symbol, now_ms)
+    for row, trade in zip(rows, trades):
+        results[row] = trade
+    _parse_canonical_batches(raws, pa.types.is_binary(messages.type), results, accepts_symbol, now_ms)
+    return results
+
+
+def _parse_canonical_batches(raws: Sequence, binary: bool, results: list, accepts_symbol: Callable[[str], bool],
+                             now_ms: int) -> None:
+    """Fills in the results of the batch messages made of canonical objects of one symbol."""
+    opening, separator, closing = (b"[{", b"},{", b"}]") if binary else ("[{", "},{", "}]")
+    arrays, pieces, starts = [], [], []
+    for row, raw in enumerate(raws):
+        if raw is not None and raw[:2] == opening and raw[-2:] == closing and len(raw) <= MAX_BATCH_MESSAGE_CHARS:
+            arrays.append(row)
+            starts.append(len(pieces))
+            pieces.extend(raw[2:-2].split(separator))
+    if not arrays:
+        return
+    starts.append(len(pieces))
+    trades: list = [None] * len(pieces)
+    rows, checked = _checked_trades(pa.array(pieces), CANONICAL_PIECE, accepts_symbol, now_ms)
+    for row, trade in zip(rows, checked):
+        trades[row] = trade
+    for number, row in enumerate(arrays):
+        batch = trades[starts[number]:starts[number + 1]]
+        if None not in batch and len({trade[0] for trade in batch}) == 1:
+            results[row] = batch
+
+
+def _checked_trades(texts: pa.Array, pattern: str, accepts_symbol: Callable[[str], bool],
+                    now_ms: int) -> tuple[list, list]:
+    """The texts matching `pattern` that pass every check: (their positions, their trade tuples)."""
+    fields = pc.extract_regex(texts, pattern)
     matched = fields.is_valid()
     rows = np.flatnonzero(matched.to_numpy(zero_copy_only=False))
-    results: list = [None] * len(raws)
     if not len(rows):
-        return results
+        return [], []
     # Only the matched rows: an unmatched row's struct is null, but its fields hold empty strings.
     fields = fields.filter(matched)
 
@@ -96,10 +141,12 @@ def _parse_canonical(raws: Sequence, accepts_symbol: Callable[[str], bool], now_
     makers = pc.equal(pc.cast(fields.field("m"), pa.string()), "true").to_numpy(zero_copy_only=False)
     trades = zip(map(names.__getitem__, codes.tolist()), trade_ids.tolist(), prices.tolist(), qtys.tolist(),
                  trade_times.tolist(), event_times.tolist(), makers.tolist())
+    good_rows, good_trades = [], []
     for row, trade, good in zip(rows.tolist(), trades, ok.tolist()):
         if good:
-            results[row] = trade
-    return results
+            good_rows.append(row)
+            good_trades.append(trade)
+    return good_rows, good_trades
 
 
 def _epoch_ms(values: np.ndarray) -> np.ndarray:

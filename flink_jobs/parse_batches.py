@@ -6,7 +6,8 @@ side whatever it holds (docs/performance.md). Parsing used to take each message 
 give each trade back as one, which the scoring operator then took in again: three crossings per
 trade. Here the messages reach Python in Arrow batches (a vectorized, "pandas" scalar function
 of the Table API), and each batch's valid trades leave grouped by symbol, so the keyed scoring
-operator takes a symbol's trades of a batch as one record.
+operator takes a symbol's trades of a batch as one record. A batch message (one symbol's trades in
+one Kafka message, trades.parse_message) gives its trades to its symbol's group, or one dead letter.
 
 A scalar function returns one row per input row; `group_batch` puts each symbol's group at the
 row of the symbol's last message in the batch, each invalid message's dead letter at its own row,
@@ -44,7 +45,8 @@ PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 class BatchColumns(NamedTuple):
     """The output of one batch, one entry per input message: the key (symbol, DEAD_LETTER_KEY or
-    None), the pickled payload (a list of trade tuples, or a store record), the event time."""
+    None), the pickled payload (a list of trade tuples, or a store record), the event time; how
+    many trades were parsed and how many messages rejected."""
     keys: list
     payloads: list
     event_times: list
@@ -69,27 +71,35 @@ def group_batch(raws: Iterable, accepts: Callable[[str], bool],
         raws = list(raws)
     # One "now" for the batch's window of plausible times, for both paths.
     results = parse_messages(raws, accepts, int(time.time() * 1000))
-    for row, trade in enumerate(results):
+    parsed = 0
+    for row, result in enumerate(results):
         keys.append(None)
         payloads.append(None)
-        if type(trade) is not tuple:
+        kind = type(result)
+        if kind is tuple:
+            trades = (result,)
+        elif kind is list:   # a batch message: one symbol's trades
+            trades = result
+        else:
             rejected += 1
             raw = "" if raws[row] is None else raws[row]   # a Kafka record without a value (a tombstone)
             if on_rejected is not None:
-                on_rejected(trade, raw)
+                on_rejected(result, raw)
             keys[row] = DEAD_LETTER_KEY
-            payloads[row] = pickle.dumps(dead_letter(str(trade), raw), protocol=PICKLE_PROTOCOL)
+            payloads[row] = pickle.dumps(dead_letter(str(result), raw), protocol=PICKLE_PROTOCOL)
             continue
-        # A plain tuple: cloudpickle would pickle a named tuple's class by reference with every
+        # Plain tuples: cloudpickle would pickle a named tuple's class by reference with every
         # record. ScoreTrades names the fields again.
-        symbol, trade_time_ms = trade[0], trade[4]
-        trades_by_symbol.setdefault(symbol, []).append(trade)
+        symbol = trades[0][0]
+        trades_by_symbol.setdefault(symbol, []).extend(trades)
         last_row[symbol] = row
-        if earliest is None or trade_time_ms < earliest:
-            earliest = trade_time_ms
+        parsed += len(trades)
+        first = min(trade[4] for trade in trades) if kind is list else trades[0][4]
+        if earliest is None or first < earliest:
+            earliest = first
     event_times = [NO_EVENT_TIME] * len(keys)
     for symbol, row in last_row.items():
         keys[row] = symbol
         payloads[row] = pickle.dumps(trades_by_symbol[symbol], protocol=PICKLE_PROTOCOL)
         event_times[row] = earliest
-    return BatchColumns(keys, payloads, event_times, len(keys) - rejected, rejected)
+    return BatchColumns(keys, payloads, event_times, parsed, rejected)

@@ -2,8 +2,15 @@
 
 A message is one JSON object {"e": "trade", "E": 1672515782136, "s": "BNBBTC", "t": 12345,
 "p": "0.001", "q": "100", "T": 1672515782136, "m": true, "M": true}, optionally wrapped in a
-combined-stream envelope {"stream": "bnbbtc@trade", "data": {...}}. Anything else is rejected with
-an InvalidTrade whose message is the dead-letter reason; the caller keeps the raw message.
+combined-stream envelope {"stream": "bnbbtc@trade", "data": {...}}, or a batch message: a JSON
+array of such objects, one symbol's trades in order (what the producer sends when it batches,
+docs/producer.md). Anything else is rejected with an InvalidTrade whose message is the dead-letter
+reason; the caller keeps the raw message.
+
+A batch message is a unit: its trades are accepted together or the whole message is a dead letter
+(the reason names the first bad trade), so a dead letter always holds the exact bytes to replay and
+a batch never needs more than one output where a single trade needs one. Batch messages are at
+most MAX_DEAD_LETTER_CHARS long for the same reason: their dead letter keeps them whole.
 """
 from __future__ import annotations
 
@@ -35,6 +42,8 @@ MAX_TRADE_ID = 2**63 - 1
 MAX_DECIMAL = 1e15
 # Dead letters keep a raw message whole up to this size; a longer one is cut, and its reason says so.
 MAX_DEAD_LETTER_CHARS = 64 * 1024
+# A batch message is at most this long (about 450 trades), so that its dead letter keeps it whole.
+MAX_BATCH_MESSAGE_CHARS = MAX_DEAD_LETTER_CHARS
 # What an exchange sends as a decimal string: digits, an optional fraction and exponent.
 DECIMAL = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
 
@@ -121,12 +130,12 @@ def _check_finite(payload) -> None:
                                    f"{item!r} at {'.'.join(str(k) for k in where)[:80]}")
 
 
-def load_json(raw: str | bytes):
+def load_json(raw: str | bytes, max_chars: int = MAX_MESSAGE_CHARS):
     """One message from the network, decoded with every bound checked before the next step:
     its size, then strict UTF-8 (bytes), then nesting, then JSON, then finiteness."""
-    if len(raw) > MAX_MESSAGE_CHARS:
+    if len(raw) > max_chars:
         unit = "bytes" if isinstance(raw, (bytes, bytearray)) else "characters"
-        raise InvalidTrade("message too large", f"{len(raw)} {unit} (limit {MAX_MESSAGE_CHARS})")
+        raise InvalidTrade("message too large", f"{len(raw)} {unit} (limit {max_chars})")
     if isinstance(raw, (bytes, bytearray)):
         try:
             raw = raw.decode("utf-8")
@@ -184,9 +193,43 @@ def _timestamp_ms(payload: dict, key: str, now_ms: int) -> int:
 
 
 def parse_trade(raw: str | bytes, accepts_symbol: Callable[[str], bool], now_ms: int | None = None) -> Trade:
-    """Parses one raw message (text, or bytes that must be UTF-8) into a Trade, or raises
-    InvalidTrade with the reason."""
-    payload = load_json(raw)
+    """Parses one raw message (text, or bytes that must be UTF-8) holding one trade into a Trade,
+    or raises InvalidTrade with the reason."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return trade_of(load_json(raw), accepts_symbol, now_ms)
+
+
+def is_batch_message(raw: str | bytes) -> bool:
+    """Whether the message is a JSON array (a batch message), by its first character after whitespace."""
+    head = raw[:64].lstrip()   # a message that starts with more whitespace than this is no batch
+    return head[:1] in (b"[", "[")
+
+
+def parse_message(raw: str | bytes, accepts_symbol: Callable[[str], bool], now_ms: int | None = None) -> list[Trade]:
+    """Parses a message as the job reads it: one trade, or a batch message of one symbol's trades,
+    all valid (see the module's docstring). Raises InvalidTrade with the reason for the message."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    if not is_batch_message(raw):
+        return [parse_trade(raw, accepts_symbol, now_ms)]
+    payloads = load_json(raw, MAX_BATCH_MESSAGE_CHARS)
+    if not payloads:
+        raise InvalidTrade("not a JSON object", "an empty array")
+    trades = []
+    for index, payload in enumerate(payloads):
+        try:
+            trades.append(trade_of(payload, accepts_symbol, now_ms))
+        except InvalidTrade as error:
+            where = f"trade {index + 1} of {len(payloads)} in a batch message"
+            detail = str(error)[len(error.kind) + 2:]
+            raise InvalidTrade(error.kind, f"{detail} [{where}]" if detail else f"[{where}]") from None
+    symbols = sorted({trade.symbol for trade in trades})
+    if len(symbols) > 1:
+        raise InvalidTrade("batch message mixes symbols", ", ".join(symbols)[:80])
+    return trades
+
+
+def trade_of(payload, accepts_symbol: Callable[[str], bool], now_ms: int) -> Trade:
+    """A decoded trade object (load_json's result) -> Trade, or InvalidTrade with the reason."""
     if isinstance(payload, dict) and isinstance(payload.get("data"), dict) and "stream" in payload:
         payload = payload["data"]
     if not isinstance(payload, dict):
@@ -210,7 +253,6 @@ def parse_trade(raw: str | bytes, accepts_symbol: Callable[[str], bool], now_ms:
         raise InvalidTrade("trade id (t) is too large", f"{str(trade_id)[:40]} (limit {MAX_TRADE_ID})")
     price = _positive_number(payload, "p")
     qty = _positive_number(payload, "q")
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     trade_time = _timestamp_ms(payload, "T", now_ms)
     event_time = _timestamp_ms(payload, "E", now_ms) if "E" in payload else trade_time
     maker = payload["m"]
@@ -231,7 +273,8 @@ def dead_letter_raw(raw: str | bytes, reason: str) -> tuple[str, str]:
 
 
 def to_message(trade: Trade) -> dict:
-    """The websocket trade shape of a Trade (what the producer publishes)."""
+    """The websocket trade shape of a Trade (what the producer publishes; a batch message is a
+    list of these, batch_messages)."""
     return {"e": "trade", "E": trade.event_time_ms, "s": trade.symbol, "t": trade.trade_id,
             "p": format_decimal(trade.price), "q": format_decimal(trade.qty), "T": trade.trade_time_ms,
             "m": trade.is_buyer_maker, "M": True}
@@ -240,3 +283,27 @@ def to_message(trade: Trade) -> dict:
 def format_decimal(value: float) -> str:
     """Binance sends decimals as strings; repr keeps every digit of the float."""
     return repr(float(value))
+
+
+def encode_message(trade: Trade) -> bytes:
+    """A Trade as one compact message, in the canonical form the job parses fastest
+    (flink_jobs/canonical_trades.py)."""
+    return json.dumps(to_message(trade), separators=(",", ":")).encode()
+
+
+def batch_messages(trades: list[Trade], max_trades: int) -> list[bytes]:
+    """One symbol's trades, in order, as messages of at most `max_trades` trades and
+    MAX_BATCH_MESSAGE_CHARS bytes each; one trade per message (not an array) when max_trades is 1."""
+    if max_trades <= 1:
+        return [encode_message(trade) for trade in trades]
+    messages, pending, size = [], [], 1
+    for trade in trades:
+        encoded = encode_message(trade)
+        if pending and (len(pending) == max_trades or size + len(encoded) + 1 > MAX_BATCH_MESSAGE_CHARS):
+            messages.append(b"[" + b",".join(pending) + b"]")
+            pending, size = [], 1
+        pending.append(encoded)
+        size += len(encoded) + 1
+    if pending:
+        messages.append(b"[" + b",".join(pending) + b"]")
+    return messages

@@ -1,9 +1,10 @@
-"""The batch parser gives exactly parse_trade's answer for every message (flink_jobs/canonical_trades.py):
-the same trade, field for field and type for type, or the same dead-letter reason.
+"""The batch parser gives exactly parse_message's answer for every message (flink_jobs/canonical_trades.py):
+the same trade (or a batch message's trades), field for field and type for type, or the same
+dead-letter reason.
 
 Messages are built in the canonical shape with values drawn near every bound parse_trade checks,
 and then dressed in the shapes that must leave the fast path (whitespace, another key order, the
-combined-stream envelope, escapes), in batches mixing them.
+combined-stream envelope, escapes), alone or several in a batch message, in batches mixing them.
 """
 import json
 
@@ -13,7 +14,8 @@ from hypothesis import strategies as st
 
 from flink_jobs import canonical_trades
 from flink_jobs.canonical_trades import parse_messages
-from flink_jobs.trades import EARLIEST_TRADE_MS, MAX_FUTURE_MS, InvalidTrade, parse_trade
+from flink_jobs.trades import (EARLIEST_TRADE_MS, MAX_BATCH_MESSAGE_CHARS, MAX_FUTURE_MS, InvalidTrade,
+                               parse_message, parse_trade)
 
 NOW_MS = 1_764_000_000_000
 KNOWN = ("BTCUSDT", "ETHUSDT", "XRPETH")
@@ -87,23 +89,41 @@ def dressed(draw) -> str:
     return text
 
 
+@st.composite
+def batch_message(draw) -> str:
+    """A batch message of a few messages: canonical ones moved to one symbol and joined compactly
+    (the fast path's shape), or joined with a space, or dressed ones (any symbols, any shape)."""
+    how = draw(st.sampled_from(["compact", "compact", "spaced", "dressed"]))
+    if how == "dressed":
+        texts = draw(st.lists(dressed(), min_size=0, max_size=5))
+    else:
+        symbol = draw(st.sampled_from(KNOWN))
+        texts = [text.replace('"s":"BTCUSDT"', f'"s":"{symbol}"').replace('"s":"ETHUSDT"', f'"s":"{symbol}"')
+                 .replace('"s":"XRPETH"', f'"s":"{symbol}"') for text in draw(st.lists(canonical(), min_size=1, max_size=5))]
+    return "[" + (", " if how == "spaced" else ",").join(texts) + "]"
+
+
 def one_by_one(raw):
-    """parse_trade's answer, typed: a trade's fields with their types, or the reason."""
+    """parse_message's answer, typed: a trade's fields with their types (a list of them for a batch
+    message), or the reason."""
     if raw is None:
         return "empty message: the record has no value"
     try:
-        return [(type(v), v) for v in parse_trade(raw, accepts, now_ms=NOW_MS)]
+        trades = parse_message(raw, accepts, now_ms=NOW_MS)
     except InvalidTrade as error:
         return str(error)
+    typed = [[(type(v), v) for v in trade] for trade in trades]
+    return typed if raw[:1] in ("[", b"[") else typed[0]
 
 
 def batched(raws) -> list:
-    return [str(r) if isinstance(r, InvalidTrade) else [(type(v), v) for v in r]
+    return [str(r) if isinstance(r, InvalidTrade) else
+            [[(type(v), v) for v in trade] for trade in r] if isinstance(r, list) else [(type(v), v) for v in r]
             for r in parse_messages(raws, accepts, NOW_MS)]
 
 
-@given(st.lists(dressed(), min_size=1, max_size=40), st.booleans())
-def test_a_batch_gives_parse_trades_answer_for_every_message(texts, as_bytes):
+@given(st.lists(st.one_of(dressed(), batch_message()), min_size=1, max_size=40), st.booleans())
+def test_a_batch_gives_parse_messages_answer_for_every_message(texts, as_bytes):
     raws = [t.encode() for t in texts] if as_bytes else texts
     assert batched(raws) == [one_by_one(raw) for raw in raws]
 
@@ -113,17 +133,17 @@ def test_canonical_messages_agree_as_bytes_and_as_text(texts):
     assert batched([t.encode() for t in texts]) == batched(texts) == [one_by_one(t) for t in texts]
 
 
-def test_valid_canonical_messages_do_not_reach_parse_trade_and_others_do(monkeypatch):
-    """The fast path is taken: a canonical trade is parsed without parse_trade, anything else with it."""
+def test_valid_canonical_messages_do_not_reach_parse_message_and_others_do(monkeypatch):
+    """The fast path is taken: a canonical trade is parsed without parse_message, anything else with it."""
     others = [CANONICAL.replace(",", ", "), CANONICAL.replace('"BTCUSDT"', '"DOGEUSDT"'),
               CANONICAL.replace('"0.0005"', '"0"'), None, b"\xff"]
     seen = []
 
     def recording(raw, accepts_symbol, now_ms=None):
         seen.append(raw)
-        return parse_trade(raw, accepts_symbol, now_ms)
+        return parse_message(raw, accepts_symbol, now_ms)
 
-    monkeypatch.setattr(canonical_trades, "parse_trade", recording)
+    monkeypatch.setattr(canonical_trades, "parse_message", recording)
     results = parse_messages([CANONICAL.encode()] + [o.encode() if isinstance(o, str) else o for o in others],
                              accepts, NOW_MS)
 
@@ -135,9 +155,35 @@ def test_valid_canonical_messages_do_not_reach_parse_trade_and_others_do(monkeyp
     assert isinstance(results[1], tuple) and results[1][0] == "BTCUSDT"    # parsed, by parse_trade
 
 
+def test_canonical_batch_messages_of_one_symbol_do_not_reach_parse_message_and_others_do(monkeypatch):
+    second = CANONICAL.replace('"t":7', '"t":8')
+    good = f"[{CANONICAL},{second}]"
+    others = [f"[{CANONICAL}, {second}]",                                      # not compact
+              f"[{CANONICAL},{second.replace('BTCUSDT', 'ETHUSDT')}]",         # two symbols
+              f"[{CANONICAL},{second.replace('0.0005', '0')}]",                # a bad trade: the whole message
+              good[:-1],                                                      # cut
+              "[" + ",".join([CANONICAL] * (MAX_BATCH_MESSAGE_CHARS // len(CANONICAL))) + "]"]   # too long
+    seen = []
+
+    def recording(raw, accepts_symbol, now_ms=None):
+        seen.append(raw)
+        return parse_message(raw, accepts_symbol, now_ms)
+
+    monkeypatch.setattr(canonical_trades, "parse_message", recording)
+    results = parse_messages([good.encode()] + [o.encode() for o in others], accepts, NOW_MS)
+
+    assert [trade[1] for trade in results[0]] == [7, 8] and seen == [o.encode() for o in others]
+    assert [t[1] for t in results[1]] == [7, 8]
+    assert [str(r) for r in results[2:]] == [
+        "batch message mixes symbols: BTCUSDT, ETHUSDT",
+        "quantity (q) must be positive: got '0' [trade 2 of 2 in a batch message]",
+        str(_error(good[:-1].encode())),
+        f"message too large: {len(others[4])} bytes (limit {MAX_BATCH_MESSAGE_CHARS})"]
+
+
 def _error(raw) -> InvalidTrade:
     with pytest.raises(InvalidTrade) as caught:
-        parse_trade(raw, accepts, NOW_MS)
+        parse_message(raw, accepts, NOW_MS)
     return caught.value
 
 

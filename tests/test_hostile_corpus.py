@@ -5,7 +5,7 @@ import collections
 import pytest
 
 from flink_jobs.features.symbol_state import Repeated, SymbolState, observe_all
-from flink_jobs.trades import (MAX_DEAD_LETTER_CHARS, InvalidTrade, dead_letter_raw, parse_trade,
+from flink_jobs.trades import (MAX_DEAD_LETTER_CHARS, InvalidTrade, dead_letter_raw, parse_message,
                                reason_kind)
 from tests import hostile
 
@@ -42,7 +42,7 @@ def test_every_corpus_message_is_rejected_with_the_reason_kind_it_expects(corpus
     wrong = []
     for item in corpus:
         try:
-            trade = parse_trade(item.raw, ACCEPTS)
+            trade = parse_message(item.raw, ACCEPTS)
         except InvalidTrade as error:
             if reason_kind(str(error)) != item.reason:
                 wrong.append((item.kind, item.raw[:80], str(error)[:120], item.reason))
@@ -56,7 +56,7 @@ def test_reason_kinds_are_few_whatever_the_values(corpus):
     kinds = set()
     for item in corpus:
         with pytest.raises(InvalidTrade) as error:
-            parse_trade(item.raw, ACCEPTS)
+            parse_message(item.raw, ACCEPTS)
         kinds.add(reason_kind(str(error.value)))
     assert len(kinds) <= 40 and not any("h1" in kind or "ETHUSDT" in kind for kind in kinds)
 
@@ -65,7 +65,7 @@ def test_megabyte_messages_are_kept_cut_with_the_cut_in_the_reason(corpus):
     big = [h for h in corpus if len(h.raw) > MAX_DEAD_LETTER_CHARS]
     for item in big:
         with pytest.raises(InvalidTrade) as error:
-            parse_trade(item.raw, ACCEPTS)
+            parse_message(item.raw, ACCEPTS)
         raw, reason = dead_letter_raw(item.raw, str(error.value))
         assert len(raw) == MAX_DEAD_LETTER_CHARS
         assert reason.startswith("message too large: ") and f"to {MAX_DEAD_LETTER_CHARS} characters]" in reason
@@ -78,7 +78,7 @@ def test_the_mix_says_exactly_what_the_job_stores_as_the_job_decides_it(mix, cor
     for partition in mix.partitions:
         for _, raw in partition:
             try:
-                trade = parse_trade(raw, ACCEPTS)
+                trade, = parse_message(raw, ACCEPTS)   # the mix holds no batch message of trades
             except InvalidTrade as error:
                 dead[("parse", reason_kind(str(error)), dead_letter_raw(raw, "")[0])] += 1
                 continue

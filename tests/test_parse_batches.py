@@ -71,6 +71,35 @@ def test_invalid_messages_become_dead_letters_in_place_and_move_no_event_time():
     assert (out.parsed, out.rejected) == (1, 4)
 
 
+def batch_message(*messages: bytes) -> bytes:
+    return b"[" + b",".join(messages) + b"]"
+
+
+def test_batch_messages_join_their_symbol_s_group_in_order_and_count_as_their_trades():
+    canonical = [json.dumps(json.loads(message("BTCUSDT", i, T0 + i)), separators=(",", ":")).encode()
+                 for i in (2, 3)]
+    raws = [message("BTCUSDT", 1, T0 + 1), batch_message(*canonical),    # the fast path's shape
+            message("ETHUSDT", 9, T0 + 4), batch_message(message("BTCUSDT", 4, T0 + 4), message("BTCUSDT", 5, T0))]
+    out = run(raws)
+
+    assert out.keys == [None, None, "ETHUSDT", "BTCUSDT"]
+    assert [t[1] for t in pickle.loads(out.payloads[3])] == [1, 2, 3, 4, 5]
+    assert out.event_times[2:] == [T0, T0]   # the earliest trade of the batch, inside a batch message
+    assert (out.parsed, out.rejected) == (6, 0)
+
+
+def test_a_batch_message_with_one_bad_trade_is_one_dead_letter_holding_all_of_it():
+    rejected = []
+    bad = batch_message(message("BTCUSDT", 1, T0), message("BTCUSDT", 2, T0, price="0"), message("BTCUSDT", 3, T0))
+    out = run([bad, message("BTCUSDT", 4, T0)], rejected)
+
+    assert out.keys == [DEAD_LETTER_KEY, "BTCUSDT"]
+    [(reason, raw)] = pickle.loads(out.payloads[0])[1]
+    assert reason == "price (p) must be positive: got '0' [trade 2 of 3 in a batch message]" and raw == bad
+    assert [t[1] for t in pickle.loads(out.payloads[1])] == [4]
+    assert (out.parsed, out.rejected) == (1, 1) and rejected == [(reason, bad)]
+
+
 def test_a_batch_of_only_invalid_messages_has_no_trade_group():
     out = run([b"[]", b"{}"])
 

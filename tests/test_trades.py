@@ -3,7 +3,8 @@ import re
 
 import pytest
 
-from flink_jobs.trades import MAX_MESSAGE_CHARS, InvalidTrade, Trade, parse_trade, reason_kind, to_message
+from flink_jobs.trades import (MAX_BATCH_MESSAGE_CHARS, MAX_MESSAGE_CHARS, InvalidTrade, Trade, batch_messages,
+                               parse_message, parse_trade, reason_kind, to_message)
 
 NOW_MS = 1_764_000_000_000  # fixed "now" for the time-range checks: 2025-11-24
 GOOD = {"e": "trade", "E": 1675329600140, "s": "ETHUSDT", "t": 1206419187, "p": "1666.80", "q": "26.062",
@@ -116,3 +117,51 @@ def test_utf8_bytes_parse_like_text_and_shallow_nesting_and_brackets_in_strings_
     raw = json.dumps({"stream": "ethusdt@trade", "data": with_(extra={"a": [1, {"b": [[[2]]]}]},
                                                                  note='[[[[[[[[[[ \\" {{{{{{{{{{')})
     assert parse_trade(raw.encode(), {"ETHUSDT"}.__contains__, now_ms=NOW_MS) == parse(GOOD)
+
+
+def parse_batch(messages: list, accepts=lambda s: s in ("ETHUSDT", "BTCUSDT")):
+    return parse_message(json.dumps(messages), accepts, now_ms=NOW_MS)
+
+
+def test_a_batch_message_gives_its_trades_in_order_and_a_single_message_one():
+    assert parse_batch([GOOD, with_(t=5), {"stream": "ethusdt@trade", "data": with_(t=6)}]) == [
+        parse(GOOD), parse(with_(t=5)), parse(with_(t=6))]
+    assert parse_message(json.dumps(GOOD), lambda s: True, now_ms=NOW_MS) == [parse(GOOD)]
+    assert parse_message("  \n[" + json.dumps(GOOD) + "]", lambda s: True, now_ms=NOW_MS) == [parse(GOOD)]
+
+
+@pytest.mark.parametrize("messages, reason", [
+    ([], "not a JSON object: an empty array"),
+    ([GOOD, 7], "not a JSON object: got int [trade 2 of 2 in a batch message]"),
+    ([GOOD, with_(p="0")], "price (p) must be positive: got '0' [trade 2 of 2 in a batch message]"),
+    ([with_(s="DOGEUSDT"), GOOD], "unknown symbol: DOGEUSDT [trade 1 of 2 in a batch message]"),
+    ([with_(m=...)], "missing fields: m [trade 1 of 1 in a batch message]"),
+    ([GOOD, with_(s="BTCUSDT")], "batch message mixes symbols: BTCUSDT, ETHUSDT"),
+    ([[GOOD]], "not a JSON object: got list [trade 1 of 1 in a batch message]"),
+])
+def test_a_batch_message_is_accepted_whole_or_rejected_whole_with_its_first_bad_trade_named(messages, reason):
+    with pytest.raises(InvalidTrade) as error:
+        parse_batch(messages)
+    assert str(error.value) == reason
+    # The kind stays the single trade's, for the dashboards that group by it
+    assert reason_kind(str(error.value)) in {"not a JSON object", "price (p) must be positive", "unknown symbol",
+                                             "missing fields", "batch message mixes symbols"}
+
+
+def test_a_batch_message_longer_than_a_dead_letter_keeps_is_rejected_before_parsing():
+    raw = json.dumps([GOOD] * (MAX_BATCH_MESSAGE_CHARS // len(json.dumps(GOOD)) + 1))
+    with pytest.raises(InvalidTrade, match=f"message too large: {len(raw)} characters .limit {MAX_BATCH_MESSAGE_CHARS}"):
+        parse_message(raw, lambda s: True, now_ms=NOW_MS)
+
+
+def test_batch_messages_cut_a_symbol_s_trades_at_the_count_and_the_size_limit_and_parse_back():
+    trades = [Trade("ETHUSDT", i, 1666.8 + i, 0.5, 1675329600138 + i, 1675329600140 + i, i % 3 == 0)
+              for i in range(2000)]
+    by_count = batch_messages(trades[:10], 4)
+    assert [len(parse_message(m, lambda s: True, NOW_MS)) for m in by_count] == [4, 4, 2]
+    by_size = batch_messages(trades, 10_000)
+    assert all(len(m) <= MAX_BATCH_MESSAGE_CHARS for m in by_size)
+    assert len(by_size) > 1 and all(len(m) > MAX_BATCH_MESSAGE_CHARS - 200 for m in by_size[:-1])  # cut when full
+    assert [t for m in by_size for t in parse_message(m, lambda s: True, NOW_MS)] == trades
+    singles = batch_messages(trades[:3], 1)
+    assert [parse_trade(m, lambda s: True, NOW_MS) for m in singles] == trades[:3] and singles[0][:1] == b"{"
