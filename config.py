@@ -73,6 +73,14 @@ class KafkaConfig:
         choices=("none", "gzip", "lz4", "zstd"))
     linger_ms: int = setting(
         "KAFKA_LINGER_MS", 20, "How long the producer waits to fill a batch", minimum=0, maximum=60_000)
+    message_trades: int = setting(
+        "KAFKA_MESSAGE_TRADES", 200,
+        "Most trades of one symbol the producers put in one message (a batch message, a JSON array; the job "
+        "pays per message); 1 = one trade per message, the websocket shape", minimum=1, maximum=450)
+    message_linger_ms: int = setting(
+        "KAFKA_MESSAGE_LINGER_MS", 10,
+        "How long the live producer holds a trade for others of its symbol to share its message; 0 = never",
+        minimum=0, maximum=10_000)
     batch_size: int = setting(
         "KAFKA_BATCH_SIZE", 256 * 1024, "Largest producer batch per partition, bytes", minimum=1024,
         maximum=16 * 1024 * 1024)
@@ -303,7 +311,7 @@ class LiveConfig:
         minimum=1, maximum=10_000_000)
     max_unacked: int = setting(
         "LIVE_MAX_UNACKED", 50_000,
-        "Messages handed to the Kafka client and not yet acknowledged; the sender waits above it "
+        "Trades and records handed to the Kafka client and not yet acknowledged; the sender waits above it "
         "(kafka-python's own buffer has no memory bound)", minimum=1, maximum=10_000_000)
     enqueue_timeout_ms: int = setting(
         "LIVE_ENQUEUE_TIMEOUT_MS", 1000,

@@ -19,8 +19,9 @@ import time
 
 import config as app_config
 from config import ConfigError
-from producer.derive import epoch_ms, derive_trades, read_candles, write_binance_csv
+from producer.batching import MessageBatcher
 from producer.binance_rest import RestError
+from producer.derive import epoch_ms, derive_trades, read_candles, write_binance_csv
 from producer.publisher import PublishError, Publisher, create_topic
 from producer.replay import merged_records, replay
 from producer.sources import SourceError
@@ -51,6 +52,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     kafka.add_argument("--bootstrap-servers", help="[KAFKA_BOOTSTRAP_SERVERS]")
     kafka.add_argument("--topic", help="[KAFKA_TOPIC]")
     kafka.add_argument("--partitions", type=int, help="partitions for a created topic [KAFKA_TOPIC_PARTITIONS]")
+    kafka.add_argument("--message-trades", type=int, metavar="N",
+                       help="most trades of a symbol per message; 1 = one trade per message [KAFKA_MESSAGE_TRADES]")
+    kafka.add_argument("--message-linger-ms", type=int, metavar="MS",
+                       help="how long a trade waits for others of its symbol [KAFKA_MESSAGE_LINGER_MS]")
     commands = parser.add_subparsers(dest="command", required=True)
 
     rp = commands.add_parser("replay", parents=[kafka], help="publish recorded trades (Binance CSV/.gz/.zip, JSON lines)")
@@ -59,7 +64,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     rp.add_argument("--speed", type=_speed, default=None,
                     help="1 = recorded pace, 10 = ten times faster, max = as fast as possible (default)")
     rp.add_argument("--rate", type=_rate, metavar="N",
-                    help="N messages per second of wall time, whatever the trade times (overrides --speed)")
+                    help="N trades per second of wall time, whatever the trade times (overrides --speed)")
     rp.add_argument("--create-topic", action="store_true", help="create the topic first if it is missing")
     rp.add_argument("--recreate-topic", action="store_true", help="delete and create the topic first")
 
@@ -98,14 +103,16 @@ def run_replay(args, kafka) -> int:
     publisher = Publisher(kafka)
     started = time.monotonic()
     try:
-        count = replay(merged_records(args.files, args.symbol), publisher, args.speed, rate=args.rate)
+        batcher = MessageBatcher(kafka.message_trades, kafka.message_linger_ms / 1000)
+        count = replay(merged_records(args.files, args.symbol), publisher, args.speed, rate=args.rate,
+                       batcher=batcher)
     finally:
         publisher.close()
     elapsed = time.monotonic() - started
     per_symbol = ", ".join(f"{s} {n}" for s, n in sorted(publisher.sent.items()))
-    log.info("published %d messages to %s in %.1f s (%.0f/s): %s; acknowledged %d, failed %d",
-             count, kafka.topic, elapsed, count / max(elapsed, 1e-9), per_symbol, publisher.acked,
-             publisher.failed)
+    log.info("published %d trades in %d messages to %s in %.1f s (%.0f trades/s): %s; acknowledged %d, failed %d",
+             count, publisher.messages, kafka.topic, elapsed, count / max(elapsed, 1e-9), per_symbol,
+             publisher.acked, publisher.failed)
     return 0 if publisher.failed == 0 and publisher.acked == count else 1
 
 
@@ -140,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "live":
             return run_live(args)
         kafka = app_config.load(kafka={"bootstrap_servers": args.bootstrap_servers, "topic": args.topic,
-                                       "partitions": args.partitions}).kafka
+                                       "partitions": args.partitions, "message_trades": args.message_trades,
+                                       "message_linger_ms": args.message_linger_ms}).kafka
         if args.command == "create-topic":
             create_topic(kafka, recreate=args.recreate)
             return 0

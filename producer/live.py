@@ -7,6 +7,8 @@
 Where each message goes:
 - a valid trade frame: its `data` object, unchanged in shape (the websocket trade the Flink job
   parses), to KAFKA_TOPIC keyed by symbol, once per (symbol, trade id) — see producer/gaps.py;
+  a symbol's trades within KAFKA_MESSAGE_LINGER_MS share one batch message (a JSON array of
+  them, at most KAFKA_MESSAGE_TRADES; producer/batching.py), a trade alone leaves as it came;
 - a frame that is not a valid trade: the raw frame to KAFKA_DEAD_LETTER_TOPIC with headers
   `reason`, `connection` and `received_at`, counted in producer_malformed_frames_total;
 - a gap in a symbol's trade ids: JSON records to KAFKA_GAPS_TOPIC (status `open` when found, then
@@ -33,6 +35,7 @@ from typing import NamedTuple
 from config import AppConfig
 from flink_jobs.trades import InvalidTrade, dead_letter_raw, load_json, parse_trade
 from producer.backfill import Backfiller
+from producer.batching import Batch, MessageBatcher
 from producer.binance_rest import BinanceRest
 from producer.binance_ws import Backoff, BinanceConnection, stream_urls
 from producer.gaps import Gap, Out, Sequencer
@@ -50,6 +53,28 @@ class Item(NamedTuple):
     headers: list | None
     received: float            # monotonic time of receipt, for the send latency
     trade_id: int | None = None
+
+
+class InFlight:
+    """How many trades and records are in Kafka's hands, bounded: a message of n of them waits
+    until n fit (or nothing else is in flight, for a message larger than the bound)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.count = 0
+        self._changed = threading.Condition()
+
+    def take(self, n: int, timeout_s: float) -> bool:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.count == 0 or self.count + n <= self.limit, timeout_s):
+                return False
+            self.count += n
+            return True
+
+    def give_back(self, n: int) -> None:
+        with self._changed:
+            self.count -= n
+            self._changed.notify_all()
 
 
 def decode_frame(raw: str, accepts) -> tuple[str, int, str]:
@@ -75,6 +100,7 @@ class LiveProducer:
         self.sequencer = Sequencer(backfill=bool(rest) and self.live.backfill,
                                    backfill_max_trades=self.live.backfill_max_trades, hold_max=self.live.backfill_hold_max)
         self.queue: queue.Queue = queue.Queue(self.live.queue_size)
+        self.batcher = MessageBatcher(cfg.kafka.message_trades, cfg.kafka.message_linger_ms / 1000)
         self.backfiller = Backfiller(rest, self._on_backfilled) if (rest and self.live.backfill) else None
         backoff_args = (self.live.reconnect_initial_s, self.live.reconnect_max_s) + ((rand,) if rand else ())
         self.connections = [
@@ -85,7 +111,7 @@ class LiveProducer:
             for i, url in enumerate(stream_urls(self.live.ws_url, self.symbols, self.live.max_streams_per_connection))]
         self._stopping = threading.Event()
         self._abandon = threading.Event()   # set when a stop has waited long enough for Kafka
-        self._unacked = threading.BoundedSemaphore(self.live.max_unacked)
+        self._unacked = InFlight(self.live.max_unacked)
         self._sender = threading.Thread(target=self._send_loop, name="kafka-sender", daemon=True)
         self._stats = threading.Thread(target=self._stats_loop, name="stats", daemon=True)
         self.health: HealthServer | None = None
@@ -228,48 +254,68 @@ class LiveProducer:
                           self.live.enqueue_timeout_ms, self.metrics.value("dropped_total"))
 
     def _send_loop(self) -> None:
+        """Trades go through the batcher (their message leaves when full or due), gap records and
+        dead letters straight on; on stop, the queue is emptied, then the batcher."""
         while True:
+            due_in = self.batcher.next_due_in()
             try:
-                item = self.queue.get(timeout=0.1)
+                item = self.queue.get(timeout=0.1 if due_in is None else min(0.1, due_in))
             except queue.Empty:
-                if self._stopping.is_set():
-                    return
-                continue
-            self._send(item)
+                item = None
+            if item is not None and item.kind == "trade":
+                for batch in self.batcher.add(item.key, item.value, item):
+                    self._send_batch(batch)
+            elif item is not None:
+                self._send(item.kind, item.topic, item.key, item.value, item.headers, [item])
+            for batch in self.batcher.due():
+                self._send_batch(batch)
+            if item is None and self._stopping.is_set():
+                for batch in self.batcher.drain():
+                    self._send_batch(batch)
+                return
 
-    def _send(self, item: Item) -> None:
+    def _send_batch(self, batch: Batch) -> None:
+        self._send("trade", self.kafka.topic, batch.symbol, batch.value, None, batch.tags)
+
+    def _send(self, kind: str, topic: str, key: str | None, value: bytes, headers: list | None,
+              items: list[Item]) -> None:
+        """One Kafka message carrying `items` (several trades of a batch message, or one item)."""
         # Bounds what kafka-python buffers (it has no memory limit of its own): above LIVE_MAX_UNACKED
-        # the sender waits, the queue fills, and the drop policy applies.
-        while not self._unacked.acquire(timeout=0.1):
+        # trades and records the sender waits, the queue fills, and the drop policy applies.
+        while not self._unacked.take(len(items), timeout_s=0.1):
             if self._abandon.is_set():
-                self.metrics.inc("dropped_total", kind=item.kind, reason="shutdown")
+                self.metrics.inc("dropped_total", len(items), kind=kind, reason="shutdown")
                 return
         while True:
             try:
-                future = self.publisher.send(item.key, item.value, topic=item.topic, headers=item.headers)
+                future = self.publisher.send(key, value, topic=topic, headers=headers, trades=len(items))
                 break
             except Exception as error:   # KafkaTimeoutError: no metadata within max_block_ms
                 if self._abandon.is_set():
-                    self._unacked.release()
-                    self.metrics.inc("dropped_total", kind=item.kind, reason="shutdown")
+                    self._unacked.give_back(len(items))
+                    self.metrics.inc("dropped_total", len(items), kind=kind, reason="shutdown")
                     return
-                self.metrics.inc("send_retries_total", kind=item.kind)
-                log.warning("kafka send blocked (%s); retrying kind=%s key=%s", error, item.kind, item.key)
-        self.metrics.inc("sent_total", kind=item.kind)
-        future.add_callback(self._acked, item).add_errback(self._failed, item)
+                self.metrics.inc("send_retries_total", kind=kind)
+                log.warning("kafka send blocked (%s); retrying kind=%s key=%s", error, kind, key)
+        self.metrics.inc("sent_total", kind=kind)
+        future.add_callback(self._acked, kind, items).add_errback(self._failed, kind, key, items)
 
-    def _acked(self, item: Item, _metadata) -> None:
-        self._unacked.release()
-        self.metrics.inc("acked_total", kind=item.kind)
-        if item.kind == "trade":
-            self.metrics.inc("trades_published_total", symbol=item.key)
-            self.metrics.observe_latency(time.monotonic() - item.received)
+    def _acked(self, kind: str, items: list[Item], _metadata) -> None:
+        self._unacked.give_back(len(items))
+        self.metrics.inc("acked_total", kind=kind)
+        if kind == "trade":
+            now = time.monotonic()
+            self.metrics.inc("trades_published_total", len(items), symbol=items[0].key)
+            for item in items:
+                self.metrics.observe_latency(now - item.received)
 
-    def _failed(self, item: Item, error: Exception) -> None:
-        self._unacked.release()
-        self.metrics.inc("send_failed_total", kind=item.kind)
-        log.error("LOST kind=%s key=%s trade_id=%s: Kafka did not take it within the delivery timeout: %s",
-                  item.kind, item.key, item.trade_id, error)
+    def _failed(self, kind: str, key: str | None, items: list[Item], error: Exception) -> None:
+        self._unacked.give_back(len(items))
+        self.metrics.inc("send_failed_total", kind=kind)
+        ids = [item.trade_id for item in items if item.trade_id is not None]
+        log.error("LOST kind=%s key=%s trade_ids=%s: Kafka did not take it within the delivery timeout: %s",
+                  kind, key, f"{ids[0]}..{ids[-1]} ({len(ids)} trades)" if len(ids) > 1 else (ids or [None])[0],
+                  error)
 
     # Observability ---------------------------------------------------------------------------------
     def _on_connection_event(self, connection: str, event: str, info: dict) -> None:

@@ -21,7 +21,8 @@ def load_config(args):
         environ["SYMBOLS"] = args.symbols
     live = {"ws_url": args.ws_url, "rest_url": args.rest_url, "metrics_port": args.metrics_port}
     return app_config.load(environ, kafka={"bootstrap_servers": args.bootstrap_servers, "topic": args.topic,
-                                           "partitions": args.partitions}, live=live)
+                                           "partitions": args.partitions, "message_trades": args.message_trades,
+                                           "message_linger_ms": args.message_linger_ms}, live=live)
 
 
 def run(args) -> int:

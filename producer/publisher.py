@@ -64,19 +64,22 @@ class Publisher:
         self.topic = kafka.topic
         self.bootstrap_servers = [b.strip() for b in kafka.bootstrap_servers.split(",") if b.strip()]
         self.producer = KafkaProducer(**producer_settings(kafka, client_id))
-        self.sent = Counter()
-        self.acked = 0
-        self.failed = 0
+        self.sent = Counter()   # trades per symbol
+        self.messages = 0
+        self.acked = 0          # trades acknowledged
+        self.failed = 0         # trades in messages Kafka refused
         self.first_error: Exception | None = None
 
     def send(self, symbol: str | None, message: str | bytes, topic: str | None = None,
-             headers: list[tuple[str, bytes]] | None = None):
-        """Hands one message to the producer (blocks while its buffer is full); returns the future."""
+             headers: list[tuple[str, bytes]] | None = None, trades: int = 1):
+        """Hands one message, holding `trades` trades (a batch message more than one), to the
+        producer (blocks while its buffer is full); returns the future. Counts are in trades."""
         key = symbol.encode() if symbol else None
         value = message.encode("utf-8") if isinstance(message, str) else message
         future = self.producer.send(topic or self.topic, key=key, value=value, headers=headers)
-        future.add_callback(self._on_ack).add_errback(self._on_error)
-        self.sent[symbol or "<no symbol>"] += 1
+        future.add_callback(self._on_ack, trades).add_errback(self._on_error, trades)
+        self.sent[symbol or "<no symbol>"] += trades
+        self.messages += 1
         return future
 
     def reachable(self, timeout_s: float = 1.0) -> bool:
@@ -91,11 +94,11 @@ class Publisher:
                 continue
         return False
 
-    def _on_ack(self, _metadata) -> None:
-        self.acked += 1
+    def _on_ack(self, trades: int, _metadata) -> None:
+        self.acked += trades
 
-    def _on_error(self, error: Exception) -> None:
-        self.failed += 1
+    def _on_error(self, trades: int, error: Exception) -> None:
+        self.failed += trades
         if self.first_error is None:
             self.first_error = error
             log.error("Kafka rejected a message: %s", error)

@@ -1,5 +1,6 @@
 """Replay of recorded trades into Kafka, at recorded speed, N times faster, at a fixed number of
-messages per second, or as fast as possible."""
+trades per second, or as fast as possible; a symbol's trades within KAFKA_MESSAGE_LINGER_MS of
+each other (wall time) share a batch message, as the live producer's (producer/batching.py)."""
 from __future__ import annotations
 
 import heapq
@@ -7,6 +8,8 @@ import logging
 import time
 from typing import Iterable, Iterator
 
+from flink_jobs.trades import InvalidTrade, parse_trade
+from producer.batching import Batch, MessageBatcher
 from producer.publisher import Publisher
 from producer.sources import Record, read_any
 
@@ -57,20 +60,42 @@ class RatePacer:
             time.sleep(delay)
 
 
+def _is_trade_of(record: Record) -> bool:
+    try:
+        return parse_trade(record.message, lambda symbol: True).symbol == record.symbol
+    except InvalidTrade:
+        return False
+
+
 def replay(records: Iterable[Record], publisher: Publisher, speed: float | None,
-           progress_every_s: float = 5.0, rate: float | None = None) -> int:
-    """Publishes every record, paced by `rate` (messages per second) when given, else by `speed`;
-    logs progress; returns how many were handed to the producer."""
+           progress_every_s: float = 5.0, rate: float | None = None,
+           batcher: MessageBatcher | None = None) -> int:
+    """Publishes every record, paced by `rate` (trades per second) when given, else by `speed`,
+    through `batcher` (default: one trade per message); logs progress; returns how many records
+    were handed to the producer. Only valid trades of the record's symbol share messages: anything
+    else in a recording is published alone as it came, for the job to judge (and dead-letter) alone."""
     pacer = RatePacer(rate) if rate else Pacer(speed)
+    batcher = batcher or MessageBatcher(1, 0.0)
     count = 0
     started = last_report = time.monotonic()
+
+    def send(batches: list[Batch]) -> None:
+        for batch in batches:
+            publisher.send(batch.symbol, batch.value, trades=len(batch.tags))
+
     for record in records:
         pacer.wait_for(record.time_ms)
-        publisher.send(record.symbol, record.message)
+        message = record.message.encode("utf-8") if isinstance(record.message, str) else record.message
+        if batcher.batching and _is_trade_of(record):
+            send(batcher.add(record.symbol, message))
+        else:
+            send(batcher.alone(record.symbol, message))
+        send(batcher.due())
         count += 1
         now = time.monotonic()
         if now - last_report >= progress_every_s:
-            log.info("replayed %d messages (%.0f/s), %d acknowledged", count, count / (now - started),
-                     publisher.acked)
+            log.info("replayed %d trades (%.0f/s) in %d messages, %d acknowledged", count, count / (now - started),
+                     publisher.messages, publisher.acked)
             last_report = now
+    send(batcher.drain())
     return count

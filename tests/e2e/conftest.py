@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -102,6 +103,9 @@ def replayed_planted_input(tmp_path, trained_model, topic_prefix: str, **setting
     expected, env, chdb_path, path = planted_input(tmp_path, trained_model, topic_prefix, **settings)
     replay = run_python(["-m", "producer", "replay", path, "--create-topic"], env)
     assert "failed 0" in replay.stderr
+    # As the producers send them by default: most trades in batch messages (KAFKA_MESSAGE_TRADES)
+    published = re.search(r"published (\d+) trades in (\d+) messages", replay.stderr)
+    assert published and int(published[2]) < int(published[1]) / 10, replay.stderr[-2000:]
     return expected, env, chdb_path
 
 
