@@ -79,22 +79,25 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     steady_from: tuple[int, float] | None = None  # (count, time) once every symbol seen has a model
     for message in consumer:
-        trade = json.loads(message.value)
-        symbol, price = trade["s"], float(trade["p"])
-        detector = detectors[symbol]
-        z, flagged = detector.observe(price, trade["T"])
-        db.execute("INSERT INTO trades VALUES (?, ?, ?, ?, ?, ?)", (symbol, trade["t"], price, float(trade["q"]),
-                                                                    trade["T"], z))
-        db.commit()
-        z_fires = detector.seen > MIN_HISTORY and abs(z) >= THRESHOLD
-        for method, fires in (("zscore", z_fires), ("iforest", flagged), ("combined", z_fires and flagged)):
-            if fires:
-                db.execute("INSERT INTO anomalies VALUES (?, ?, ?, ?)", (symbol, trade["t"], method, z))
-                db.commit()
-                anomalies += 1
-        count += 1
-        if steady_from is None and all(d.model is not None for d in detectors.values()):
-            steady_from = (count, time.monotonic())
+        payload = json.loads(message.value)
+        for trade in payload if isinstance(payload, list) else (payload,):   # a batch message, or one trade
+            symbol, price = trade["s"], float(trade["p"])
+            detector = detectors[symbol]
+            z, flagged = detector.observe(price, trade["T"])
+            db.execute("INSERT INTO trades VALUES (?, ?, ?, ?, ?, ?)", (symbol, trade["t"], price, float(trade["q"]),
+                                                                        trade["T"], z))
+            db.commit()
+            z_fires = detector.seen > MIN_HISTORY and abs(z) >= THRESHOLD
+            for method, fires in (("zscore", z_fires), ("iforest", flagged), ("combined", z_fires and flagged)):
+                if fires:
+                    db.execute("INSERT INTO anomalies VALUES (?, ?, ?, ?)", (symbol, trade["t"], method, z))
+                    db.commit()
+                    anomalies += 1
+            count += 1
+            if steady_from is None and all(d.model is not None for d in detectors.values()):
+                steady_from = (count, time.monotonic())
+            if count >= args.trades:
+                break
         if count >= args.trades:
             break
     elapsed = time.monotonic() - started

@@ -3,7 +3,9 @@
 Trades are synthetic but shaped like the market (a random walk per symbol with lognormal sizes
 and both sides), because the benchmark needs many symbols, fixed rates and send-time stamps that
 recordings cannot give. Messages are the Binance websocket shape the job parses
-(flink_jobs.trades.to_message), keyed by symbol like the producer's.
+(flink_jobs.trades.to_message), keyed by symbol like the producer's, one trade each or, as the
+producer batches them (PRODUCER_BATCH_TRADES, PRODUCER_LINGER_MS; docs/producer.md), a symbol's
+trades of one linger window per batch message.
 
 Paced sending stamps each trade with the moment it is handed to the Kafka client: event time
 (E) and trade time (T) are both that instant in ms, so `ingested_at - event_time` in the store
@@ -11,13 +13,12 @@ is the end-to-end latency of the row, and the watermark follows the wall clock a
 """
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
 from typing import Iterator
 
-from flink_jobs.trades import Trade, to_message
+from flink_jobs.trades import Trade, batch_messages, encode_message
 
 BASE_PRICE = {"BTC": 27_000.0, "ETH": 1_800.0, "BNB": 300.0, "SOL": 20.0, "XRP": 0.45}
 FIRST_ID = 1_000_000
@@ -51,7 +52,13 @@ class Market:
 
 
 def encode(trade: Trade) -> bytes:
-    return json.dumps(to_message(trade), separators=(",", ":")).encode()
+    return encode_message(trade)
+
+
+def trades_per_message(rate: float, symbols: int, linger_ms: float, max_trades: int) -> int:
+    """How many trades of a symbol a batching producer puts in one message at `rate` trades/s
+    spread over `symbols` symbols: those of one linger window, at least 1, at most max_trades."""
+    return max(1, min(max_trades, int(rate * linger_ms / 1000 / symbols)))
 
 
 def bulk_trades(symbols: list[str], count: int, start_ms: int, per_second: int = 2_000,
@@ -62,15 +69,28 @@ def bulk_trades(symbols: list[str], count: int, start_ms: int, per_second: int =
         yield market.trade(symbols[i % len(symbols)], start_ms + i * 1000 // per_second)
 
 
-def send_bulk(producer, topic: str, trades: Iterator[Trade], progress=None) -> tuple[int, float]:
-    """Sends everything as fast as the client takes it; returns (count, seconds until all acked)."""
+def send_bulk(producer, topic: str, trades: Iterator[Trade], progress=None,
+              per_message: int = 1) -> tuple[int, float]:
+    """Sends everything as fast as the client takes it, `per_message` trades of a symbol per
+    message; returns (trade count, seconds until all acked)."""
     started = time.monotonic()
     count = 0
+    pending: dict[str, list] = {}
+
+    def send(symbol: str, batch: list) -> None:
+        for value in batch_messages(batch, per_message):
+            producer.send(topic, key=symbol.encode(), value=value)
+
     for trade in trades:
-        producer.send(topic, key=trade.symbol.encode(), value=encode(trade))
+        batch = pending.setdefault(trade.symbol, [])
+        batch.append(trade)
+        if len(batch) >= per_message:
+            send(trade.symbol, pending.pop(trade.symbol))
         count += 1
         if progress and count % 100_000 == 0:
             progress(count, time.monotonic() - started)
+    for symbol, batch in pending.items():
+        send(symbol, batch)
     producer.flush()
     return count, time.monotonic() - started
 
@@ -79,13 +99,15 @@ class PacedRun:
     """Sends `rate` trades per second for `seconds`, round-robin over the market's symbols, in
     10 ms ticks, with trade ids from `first_id` (the prices carry on from the market's last run);
     every `spike_every_s` one trade of the next symbol is a planted `spike_pct` jump. Records
-    which trade ids were planted, and how many trades actually left per second."""
+    which trade ids were planted, and how many trades actually left per second. With `batched`, a
+    symbol's trades of one tick leave as one batch message (a producer lingering for a tick)."""
 
     TICK_S = 0.01
 
     def __init__(self, market: Market, rate: int, seconds: float, first_id: int, spike_every_s: float = 5.0,
-                 spike_pct: float = 3.0):
+                 spike_pct: float = 3.0, batched: bool = False):
         self.market, self.rate, self.seconds = market, rate, seconds
+        self.batched = batched
         self.spike_every_s, self.spike_pct = spike_every_s, spike_pct
         self.first_id = first_id
         self.planted: list[tuple[str, int]] = []
@@ -108,6 +130,7 @@ class PacedRun:
                 time.sleep(delay)
             # Whole trades per tick, the remainder carried so that the long-run rate is exact.
             n = int((tick + 1) * self.rate * self.TICK_S) - int(tick * self.rate * self.TICK_S)
+            tick_trades: dict[str, list] = {}
             for _ in range(n):
                 symbol = symbols[turn % len(symbols)]
                 turn += 1
@@ -118,8 +141,14 @@ class PacedRun:
                 if spike:
                     self.planted.append((trade.symbol, trade.trade_id))
                     self.planted_ms.append(trade.event_time_ms)
-                producer.send(topic, key=symbol.encode(), value=encode(trade))
+                if self.batched:
+                    tick_trades.setdefault(symbol, []).append(trade)
+                else:
+                    producer.send(topic, key=symbol.encode(), value=encode(trade))
                 self.sent += 1
+            for symbol, batch in tick_trades.items():
+                for value in batch_messages(batch, len(batch)):
+                    producer.send(topic, key=symbol.encode(), value=value)
         producer.flush()
         self.elapsed = time.monotonic() - started
 

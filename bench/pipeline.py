@@ -11,10 +11,14 @@ ports: the Apache Kafka broker (deploy/local/kafka.sh) and a standalone Flink cl
 detection methods with the ONNX model, into the embedded chDB store.
 
 1. Throughput: N trades (default 1,000,000) over S symbols are in the topic before the job
-   starts; the job runs bounded to the end offsets. trades/s = N / the job's net runtime, and
+   starts, in messages as the producers write them: a symbol's trades of one linger window
+   (KAFKA_MESSAGE_LINGER_MS) per message, at most KAFKA_MESSAGE_TRADES, the window's trades
+   counted at --producer-rate (the 100,000 trades/s target) spread over the S symbols;
+   --message-trades 1 sends one trade per message. The job runs bounded to the end offsets. trades/s = N / the job's net runtime, and
    the store must hold exactly N distinct trades. Repeated with --symbols-wide (2,000) symbols.
-2. Latency: an unbounded job; trades are sent at fixed rates (1,000, 5,000, 20,000/s), each
-   stamped with its send time; a row's latency is its insert time in the store (ingested_at,
+2. Latency: an unbounded job; trades are sent at fixed rates (1,000, 5,000, 20,000/s) in 10 ms
+   ticks, a symbol's trades of a tick in one message (unless --message-trades 1), each stamped
+   with the moment it was made, so the producer's linger is part of the latency; a row's latency is its insert time in the store (ingested_at,
    detected_at for anomalies: from then on it is queryable) minus that stamp. Planted spikes
    every 5 s give anomaly latencies.
 3. Memory and CPU of every process of the stack during each run (bench/monitor.py).
@@ -43,6 +47,7 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import config as app_config  # noqa: E402
 from bench import load  # noqa: E402
 from bench.monitor import Monitor, Usage  # noqa: E402
 
@@ -195,14 +200,17 @@ def submit(stack: Stack, chdb_path: str, *job_args: str, env: dict | None = None
     return stack.script("flink-cluster.sh", *args, env=env, check=False, capture_output=True, text=True)
 
 
-def throughput(stack: Stack, trades: int, symbols: int, partitions: int, parallelism: int) -> dict:
+def throughput(stack: Stack, trades: int, symbols: int, partitions: int, parallelism: int,
+               per_message: int = 1) -> dict:
     topic = f"bench-throughput-{symbols}"
     names = load.symbol_names(symbols)
     stack.recreate_topic(topic, partitions)
     producer = stack.producer()
-    log.info("throughput: sending %d trades of %d symbols to %s", trades, symbols, topic)
+    log.info("throughput: sending %d trades of %d symbols to %s, %d per message", trades, symbols, topic,
+             per_message)
     sent, send_seconds = load.send_bulk(producer, topic, load.bulk_trades(names, trades, 1_700_000_000_000),
-                                        progress=lambda n, s: log.info("  sent %d (%.0f/s)", n, n / s))
+                                        progress=lambda n, s: log.info("  sent %d (%.0f/s)", n, n / s),
+                                        per_message=per_message)
     producer.close()
     chdb_path = os.path.join(stack.work, f"chdb-throughput-{symbols}")
     subprocess.run(["rm", "-rf", chdb_path], check=True)
@@ -219,7 +227,7 @@ def throughput(stack: Stack, trades: int, symbols: int, partitions: int, paralle
     stored = store_counts(chdb_path, "SELECT count() AS n, uniqExact(symbol, trade_id) AS distinct_trades "
                                      "FROM trades FINAL")[0]
     out = {"trades": sent, "symbols": symbols, "partitions": partitions, "parallelism": parallelism,
-           "send_seconds": round(send_seconds, 1), "net_runtime_s": report["net_runtime_seconds"],
+           "trades_per_message": per_message, "send_seconds": round(send_seconds, 1), "net_runtime_s": report["net_runtime_seconds"],
            "wall_s": report["wall_seconds"], "trades_per_s": round(sent / report["net_runtime_seconds"]),
            "steady_trades_per_s": _rounded(steady_rate(chdb_path)), "stored": stored["n"],
            "stored_distinct": stored["distinct_trades"], "usage": summarize(usage)}
@@ -257,7 +265,7 @@ def unbounded_job(stack: Stack, name: str, partitions: int, parallelism: int, jo
 
 
 def latency(stack: Stack, rates: list[int], seconds: float, symbols: int, partitions: int, parallelism: int,
-            job_env: dict, settle_s: float = 0.0) -> list[dict]:
+            job_env: dict, settle_s: float = 0.0, batched: bool = False) -> list[dict]:
     """One unbounded job; each rate in turn on its own id range, for settle_s + seconds; then the
     store is read. Percentiles cover the trades sent after the first settle_s seconds at the rate:
     a fresh job at a new rate is still warming up (JIT compilation in the TaskManager, the Python
@@ -274,7 +282,7 @@ def latency(stack: Stack, rates: list[int], seconds: float, symbols: int, partit
         warm = load.PacedRun(market, 200, 10, first_id=1, spike_every_s=3600)
         warm.run(producer, topic)
         for k, rate in enumerate(rates, start=1):
-            run = load.PacedRun(market, rate, settle_s + seconds, first_id=k * 100_000_000)
+            run = load.PacedRun(market, rate, settle_s + seconds, first_id=k * 100_000_000, batched=batched)
             monitor = Monitor((ROOT,))
             monitor.start()
             log.info("latency: %d trades/s for %.0f s (the first %.0f s to settle)", rate, settle_s + seconds,
@@ -344,7 +352,7 @@ def baseline(stack: Stack, trades: int, symbols: int) -> dict:
 
 
 def soak(stack: Stack, minutes: float, rate: int, symbols: int, partitions: int, parallelism: int,
-         job_env: dict) -> dict:
+         job_env: dict, batched: bool = False) -> dict:
     """Memory of every role once a minute while `rate` trades/s flow for `minutes`."""
     market = load.Market(load.symbol_names(symbols), seed=13)
     topic, chdb_path, client = unbounded_job(stack, "soak", partitions, parallelism, job_env)
@@ -355,7 +363,7 @@ def soak(stack: Stack, minutes: float, rate: int, symbols: int, partitions: int,
         monitor = Monitor((ROOT,), interval_s=5)
         monitor.start()
         for minute in range(int(minutes)):
-            run = load.PacedRun(market, rate, 60, first_id=(minute + 1) * 100_000_000)
+            run = load.PacedRun(market, rate, 60, first_id=(minute + 1) * 100_000_000, batched=batched)
             run.run(producer, topic)
             latest = monitor.usage.samples[-1].rss_by_role if monitor.usage.samples else {}
             series.append({"minute": minute + 1, "achieved_rate": round(run.achieved_rate),
@@ -401,17 +409,19 @@ def markdown(results: dict, command: str) -> str:
     if results.get("throughput"):
         lines += ["**Throughput** (bounded job over a full topic; `flink run` on the standalone cluster; "
                   "all three methods with ONNX; chDB store):", "",
-                  "| trades | symbols | partitions / parallelism | net runtime (s) | trades/s | "
+                  "| trades | symbols | trades per message | partitions / parallelism | net runtime (s) | trades/s | "
                   f"steady trades/s ({STEADY_FROM:.0%}-{STEADY_TO:.0%} of rows) | stored distinct |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for t in results["throughput"]:
             steady = t.get("steady_trades_per_s")
-            lines.append(f"| {t['trades']:,} | {t['symbols']:,} | {t['partitions']} / {t['parallelism']} | "
+            lines.append(f"| {t['trades']:,} | {t['symbols']:,} | {t.get('trades_per_message', 1)} | "
+                         f"{t['partitions']} / {t['parallelism']} | "
                          f"{t['net_runtime_s']:.1f} | **{t['trades_per_s']:,}** | "
                          f"{'-' if steady is None else f'{steady:,}'} | {t['stored_distinct']:,} |")
         lines += ["", "trades/s = trades / net runtime, the job's start included; steady = the rows stored "
                       f"while the job ran at full pace (between the instants the store held {STEADY_FROM:.0%} "
-                      f"and {STEADY_TO:.0%} of them, by insert time).", ""]
+                      f"and {STEADY_TO:.0%} of them, by insert time); trades per message: a symbol's trades of "
+                      "one producer linger window at the --producer-rate spread over the symbols.", ""]
     if results.get("baseline") and results.get("throughput"):
         b, ours = results["baseline"], results["throughput"][0]["trades_per_s"]
         lines += [f"**Baseline** (earlier design, one process, `bench/baseline_stream.py`): {b['trades']:,} trades "
@@ -494,6 +504,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle-seconds", type=float, default=90,
                         help="sent at each rate before the measured seconds, while the job warms up and works "
                              "off the backlog of its first seconds")
+    parser.add_argument("--message-trades", type=int, default=None,
+                        help="most trades of a symbol per message [KAFKA_MESSAGE_TRADES]; 1 = one per message")
+    parser.add_argument("--message-linger-ms", type=int, default=None,
+                        help="the producer's linger for a symbol's message [KAFKA_MESSAGE_LINGER_MS]")
+    parser.add_argument("--producer-rate", type=int, default=100_000,
+                        help="throughput runs: the input rate whose linger windows make the messages")
     parser.add_argument("--baseline-trades", type=int, default=20_000)
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--soak-minutes", type=float, default=0, help="only the memory soak, this long")
@@ -515,6 +531,15 @@ def main(argv: list[str] | None = None) -> int:
 
     os.makedirs(args.work, exist_ok=True)
     job_env = dict(item.split("=", 1) for item in args.latency_env.split(",") if item)
+    kafka = app_config.load().kafka
+    max_trades = kafka.message_trades if args.message_trades is None else args.message_trades
+    linger_ms = kafka.message_linger_ms if args.message_linger_ms is None else args.message_linger_ms
+    args.message_trades, args.message_linger_ms = max_trades, linger_ms    # as run, in results.json
+
+    def per_message(symbols: int) -> int:
+        return load.trades_per_message(args.producer_rate, symbols, linger_ms, max_trades)
+
+    batched = max_trades > 1 and linger_ms > 0
     stack = Stack(os.path.abspath(args.work), args.kafka_port, args.flink_rest_port, args.task_slots, args.tm_memory)
     results: dict = {"machine": machine_facts(), "args": vars(args)}
     stack.start()
@@ -522,21 +547,23 @@ def main(argv: list[str] | None = None) -> int:
         ensure_model(stack)
         if args.soak_minutes:
             results["soak"] = soak(stack, args.soak_minutes, args.soak_rate, args.symbols, args.partitions,
-                                   args.parallelism, job_env)
+                                   args.parallelism, job_env, batched)
         else:
             results["throughput"] = []
             if args.trades:
                 results["throughput"].append(
-                    throughput(stack, args.trades, args.symbols, args.partitions, args.parallelism))
+                    throughput(stack, args.trades, args.symbols, args.partitions, args.parallelism,
+                               per_message(args.symbols)))
             if args.trades and args.symbols_wide:
                 results["throughput"].append(
-                    throughput(stack, args.trades, args.symbols_wide, args.partitions, args.parallelism))
+                    throughput(stack, args.trades, args.symbols_wide, args.partitions, args.parallelism,
+                               per_message(args.symbols_wide)))
             if args.trades and not args.skip_baseline:
                 results["baseline"] = baseline(stack, args.baseline_trades, args.symbols)
             rates = [int(r) for r in args.rates.split(",") if r]
             if rates:
                 results["latency"] = latency(stack, rates, args.rate_seconds, args.symbols, args.partitions,
-                                             args.latency_parallelism, job_env, args.settle_seconds)
+                                             args.latency_parallelism, job_env, args.settle_seconds, batched)
     finally:
         if not args.keep_stack:
             stack.stop()

@@ -7,7 +7,7 @@ import pytest
 from bench import load
 from bench.monitor import role_of
 from bench.pipeline import MARK_BEGIN, MARK_END, SOAK_BEGIN, SOAK_END, write_section
-from flink_jobs.trades import parse_trade
+from flink_jobs.trades import parse_message, parse_trade
 
 
 class RecordingProducer:
@@ -54,6 +54,40 @@ def test_a_second_run_continues_the_market_prices_with_its_own_ids():
     for message in last:
         assert nxt[message["s"]]["t"] == 1000
         assert abs(float(nxt[message["s"]]["p"]) / float(message["p"]) - 1) < 0.01
+
+
+def test_a_batched_paced_run_sends_a_symbol_s_trades_of_a_tick_as_one_message():
+    market = load.Market(load.symbol_names(2), seed=1)
+    run = load.PacedRun(market, rate=2000, seconds=0.2, first_id=1, spike_every_s=60, batched=True)
+    producer = RecordingProducer()
+    run.run(producer, "t")
+
+    batches = [(key.decode(), parse_message(value, lambda s: True)) for _, key, value in producer.sent]
+    assert sum(len(trades) for _, trades in batches) == run.sent == 400
+    assert len(batches) == 40    # 20 ticks of 20 trades, 10 of each symbol
+    assert all(len(trades) == 10 and {t.symbol for t in trades} == {key} for key, trades in batches)
+    for symbol in load.symbol_names(2):
+        ids = [t.trade_id for key, trades in batches if key == symbol for t in trades]
+        assert ids == list(range(1, 201))
+
+
+def test_bulk_sending_groups_each_symbol_s_consecutive_trades_up_to_the_count():
+    producer = RecordingProducer()
+    trades = list(load.bulk_trades(load.symbol_names(3), 1000, 1_700_000_000_000))
+    sent, _ = load.send_bulk(producer, "t", iter(trades), per_message=150)
+
+    assert sent == 1000
+    batches = [(key.decode(), parse_message(value, lambda s: True)) for _, key, value in producer.sent]
+    assert sorted(len(b) for _, b in batches) == [33, 33, 34, 150, 150, 150, 150, 150, 150]
+    for symbol in load.symbol_names(3):
+        assert [t for key, b in batches if key == symbol for t in b] == [t for t in trades if t.symbol == symbol]
+
+
+@pytest.mark.parametrize("rate, symbols, linger, most, expected", [
+    (100_000, 5, 10, 200, 200), (100_000, 5, 10, 100, 100), (100_000, 2000, 10, 200, 1), (5_000, 5, 10, 200, 10),
+    (100_000, 5, 0, 200, 1)])
+def test_trades_per_message_are_those_of_a_linger_window(rate, symbols, linger, most, expected):
+    assert load.trades_per_message(rate, symbols, linger, most) == expected
 
 
 def test_processes_are_told_apart_by_what_they_run_and_only_the_projects_count():
