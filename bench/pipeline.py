@@ -120,9 +120,11 @@ class Stack:
     def producer(self):
         from kafka import KafkaProducer
 
-        # Throughput settings as the project's producer uses them (acks=all, batching, lz4).
+        # Throughput settings as the project's producer uses them (acks=all, batching, KAFKA_COMPRESSION).
+        compression = app_config.load().kafka.compression
         return KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024,
-                             compression_type="lz4", max_in_flight_requests_per_connection=5)
+                             compression_type=None if compression == "none" else compression,
+                             max_in_flight_requests_per_connection=5)
 
     def recreate_topic(self, topic: str, partitions: int) -> None:
         from kafka import KafkaAdminClient
