@@ -201,7 +201,8 @@ def parse_trade(raw: str | bytes, accepts_symbol: Callable[[str], bool], now_ms:
 
 def is_batch_message(raw: str | bytes) -> bool:
     """Whether the message is a JSON array (a batch message), by its first character after whitespace."""
-    head = raw[:64].lstrip()   # a message that starts with more whitespace than this is no batch
+    # JSON's whitespace only; a message that starts with more of it than this is no batch.
+    head = raw[:64].lstrip(b" \t\r\n" if isinstance(raw, (bytes, bytearray)) else " \t\r\n")
     return head[:1] in (b"[", "[")
 
 

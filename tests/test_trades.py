@@ -165,3 +165,10 @@ def test_batch_messages_cut_a_symbol_s_trades_at_the_count_and_the_size_limit_an
     assert [t for m in by_size for t in parse_message(m, lambda s: True, NOW_MS)] == trades
     singles = batch_messages(trades[:3], 1)
     assert [parse_trade(m, lambda s: True, NOW_MS) for m in singles] == trades[:3] and singles[0][:1] == b"{"
+
+
+def test_only_json_whitespace_may_precede_a_batch_message():
+    batch = "[" + json.dumps(GOOD) + "]"
+    assert parse_message(" \t\r\n" + batch, lambda s: True, now_ms=NOW_MS) == [parse(GOOD)]
+    with pytest.raises(InvalidTrade, match=f"message too large: .* .limit {MAX_MESSAGE_CHARS}"):   # a single message's
+        parse_message("\x0b" + "[" + ",".join([json.dumps(GOOD)] * 200) + "]", lambda s: True, now_ms=NOW_MS)
