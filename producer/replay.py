@@ -8,7 +8,7 @@ import logging
 import time
 from typing import Iterable, Iterator
 
-from flink_jobs.trades import InvalidTrade, parse_trade
+from flink_jobs.trades import InvalidTrade, parse_message
 from producer.batching import Batch, MessageBatcher
 from producer.publisher import Publisher
 from producer.sources import Record, read_any
@@ -29,7 +29,7 @@ class Pacer:
         self.first_record_ms: int | None = None
         self.started = 0.0
 
-    def wait_for(self, time_ms: int) -> None:
+    def wait_for(self, time_ms: int, sleep=None) -> None:
         if self.speed is None:
             return
         if self.first_record_ms is None:
@@ -38,7 +38,7 @@ class Pacer:
         due = self.started + (time_ms - self.first_record_ms) / 1000.0 / self.speed
         delay = due - time.monotonic()
         if delay > 0:
-            time.sleep(delay)
+            (sleep or time.sleep)(delay)
 
 
 class RatePacer:
@@ -51,20 +51,24 @@ class RatePacer:
         self.sent = 0
         self.started = 0.0
 
-    def wait_for(self, time_ms: int) -> None:
+    def wait_for(self, time_ms: int, sleep=None) -> None:
         if self.sent == 0:
             self.started = time.monotonic()
         delay = self.started + self.sent * self.interval_s - time.monotonic()
         self.sent += 1
         if delay > 0:
-            time.sleep(delay)
+            (sleep or time.sleep)(delay)
 
 
 def _is_trade_of(record: Record) -> bool:
+    """Whether the record may share a batch message: a valid trade of its symbol as the job parses
+    it inside one (a level deeper, so a trade nested to the limit alone is kept alone)."""
+    message = record.message.decode("utf-8", "replace") if isinstance(record.message, bytes) else record.message
     try:
-        return parse_trade(record.message, lambda symbol: True).symbol == record.symbol
+        trades = parse_message("[" + message + "]", lambda symbol: True)
     except InvalidTrade:
         return False
+    return len(trades) == 1 and trades[0].symbol == record.symbol
 
 
 def replay(records: Iterable[Record], publisher: Publisher, speed: float | None,
@@ -73,7 +77,9 @@ def replay(records: Iterable[Record], publisher: Publisher, speed: float | None,
     """Publishes every record, paced by `rate` (trades per second) when given, else by `speed`,
     through `batcher` (default: one trade per message); logs progress; returns how many records
     were handed to the producer. Only valid trades of the record's symbol share messages: anything
-    else in a recording is published alone as it came, for the job to judge (and dead-letter) alone."""
+    else in a recording is published alone as it came, for the job to judge (and dead-letter) alone.
+    Waiting batches leave when due, also while the pacer waits for the next record, and all that
+    wait leave when the replay ends or is interrupted."""
     pacer = RatePacer(rate) if rate else Pacer(speed)
     batcher = batcher or MessageBatcher(1, 0.0)
     count = 0
@@ -83,19 +89,32 @@ def replay(records: Iterable[Record], publisher: Publisher, speed: float | None,
         for batch in batches:
             publisher.send(batch.symbol, batch.value, trades=len(batch.tags))
 
-    for record in records:
-        pacer.wait_for(record.time_ms)
-        message = record.message.encode("utf-8") if isinstance(record.message, str) else record.message
-        if batcher.batching and _is_trade_of(record):
-            send(batcher.add(record.symbol, message))
-        else:
-            send(batcher.alone(record.symbol, message))
-        send(batcher.due())
-        count += 1
-        now = time.monotonic()
-        if now - last_report >= progress_every_s:
-            log.info("replayed %d trades (%.0f/s) in %d messages, %d acknowledged", count, count / (now - started),
-                     publisher.messages, publisher.acked)
-            last_report = now
-    send(batcher.drain())
+    def sleep_sending_due(seconds: float) -> None:
+        """The pacer's sleep, cut at each batch's linger so that none waits for the next record."""
+        until = time.monotonic() + seconds
+        while True:
+            left = until - time.monotonic()
+            due_in = batcher.next_due_in()
+            if left <= 0:
+                return
+            time.sleep(left if due_in is None else min(left, due_in))
+            send(batcher.due())
+
+    try:
+        for record in records:
+            send(batcher.due())
+            pacer.wait_for(record.time_ms, sleep=sleep_sending_due)
+            message = record.message.encode("utf-8") if isinstance(record.message, str) else record.message
+            if batcher.batching and _is_trade_of(record):
+                send(batcher.add(record.symbol, message))
+            else:
+                send(batcher.alone(record.symbol, message))
+            count += 1
+            now = time.monotonic()
+            if now - last_report >= progress_every_s:
+                log.info("replayed %d trades (%.0f/s) in %d messages, %d acknowledged", count,
+                         count / (now - started), publisher.messages, publisher.acked)
+                last_report = now
+    finally:
+        send(batcher.drain())
     return count

@@ -1,9 +1,11 @@
 """The producers' batch messages (producer/batching.py): a symbol's trades of one linger window in one
 message, in order, within the count and size limits, each trade's tag kept; and the job reads
 every batch back as the trades that went in (flink_jobs/trades.py parse_message)."""
+import json
+
 import pytest
 
-from flink_jobs.trades import MAX_BATCH_MESSAGE_CHARS, Trade, encode_message, parse_message
+from flink_jobs.trades import MAX_BATCH_MESSAGE_CHARS, Trade, encode_message, parse_message, parse_trade
 from producer.batching import MessageBatcher
 from producer.replay import replay
 from producer.sources import Record
@@ -102,3 +104,62 @@ def test_replay_publishes_what_is_not_a_valid_trade_alone_as_it_came_after_its_s
                                                       ("BTCUSDT", 1), (None, 1)]
     assert [m for _, m, _ in publisher.sent[1:]] == [bad.message.encode(), good[2].message.encode(),
                                                      other.message.encode(), b"not json"]
+
+
+class TimedPublisher(RecordingPublisher):
+    def __init__(self, clock: dict):
+        super().__init__()
+        self.clock = clock
+
+    def send(self, symbol, message, trades=1):
+        self.sent.append((symbol, message, trades, round(self.clock["now"], 6)))
+
+
+def test_a_paced_replay_sends_a_waiting_batch_at_its_linger_not_with_the_next_record(monkeypatch):
+    clock = {"now": 100.0}
+    monkeypatch.setattr("producer.replay.time.monotonic", lambda: clock["now"])
+    monkeypatch.setattr("producer.replay.time.sleep", lambda seconds: clock.__setitem__("now", clock["now"] + seconds))
+    records = [Record(T0 + ms, "BTCUSDT", encode_message(trade("BTCUSDT", i)).decode())
+               for i, ms in enumerate((0, 5, 100, 105, 300))]
+    publisher = TimedPublisher(clock)
+
+    replay(records, publisher, speed=1.0, batcher=MessageBatcher(200, 0.010, clock=lambda: clock["now"]))
+
+    # (trades, when sent): each batch 10 ms after its first trade, the last when the replay ends
+    assert [(n, at) for _, _, n, at in publisher.sent] == [(2, 100.01), (2, 100.11), (1, 100.3)]
+
+
+def test_a_trade_nested_to_the_limit_alone_is_replayed_alone_not_in_a_batch_it_would_break():
+    nested = json.dumps({**json.loads(encode_message(trade("BTCUSDT", 2))), "x": [[[[[[[1]]]]]]]})
+    assert parse_trade(nested, lambda s: True, T0)     # valid alone: 8 levels
+    records = [Record(T0 + i, "BTCUSDT", m) for i, m in
+               enumerate([encode_message(trade("BTCUSDT", 1)).decode(), nested, encode_message(trade("BTCUSDT", 3)).decode()])]
+    publisher = RecordingPublisher()
+
+    replay(records, publisher, speed=None, batcher=MessageBatcher(20, 60.0))
+
+    assert [(n, m) for _, m, n in publisher.sent][1] == (1, nested.encode())
+    assert sum(len(parse_message(m, lambda s: True, T0)) for _, m, _ in publisher.sent) == 3
+
+
+def test_an_interrupted_replay_still_sends_the_trades_waiting_for_their_batch():
+    def records():
+        for i in range(3):
+            yield Record(T0 + i, "ETHUSDT", encode_message(trade("ETHUSDT", i)).decode())
+        raise KeyboardInterrupt
+    publisher = RecordingPublisher()
+
+    with pytest.raises(KeyboardInterrupt):
+        replay(records(), publisher, speed=None, batcher=MessageBatcher(20, 60.0))
+
+    assert [n for _, _, n in publisher.sent] == [3]
+
+
+def test_a_backfilled_rest_row_the_job_would_reject_is_not_batched_by_the_live_producer():
+    from producer.gaps import Out
+    from producer.live import _batchable
+
+    good = encode_message(trade("BTCUSDT", 5)).decode()
+    assert _batchable(Out("BTCUSDT", 5, good))
+    assert not _batchable(Out("BTCUSDT", 6, good.replace('"p":"105.0"', '"p":"0.00000000"')))
+    assert not _batchable(Out("ETHUSDT", 5, good))      # not the symbol it is published under
