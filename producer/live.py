@@ -33,7 +33,7 @@ import time
 from typing import NamedTuple
 
 from config import AppConfig
-from flink_jobs.trades import InvalidTrade, dead_letter_raw, load_json, parse_trade
+from flink_jobs.trades import InvalidTrade, dead_letter_raw, load_json, parse_message, parse_trade
 from producer.backfill import Backfiller
 from producer.batching import Batch, MessageBatcher
 from producer.binance_rest import BinanceRest
@@ -53,6 +53,7 @@ class Item(NamedTuple):
     headers: list | None
     received: float            # monotonic time of receipt, for the send latency
     trade_id: int | None = None
+    batchable: bool = True     # a trade the job's parser accepts inside a batch message
 
 
 class InFlight:
@@ -75,6 +76,15 @@ class InFlight:
         with self._changed:
             self.count -= n
             self._changed.notify_all()
+
+
+def _batchable(out: Out) -> bool:
+    """Whether a trade may share a batch message: the job's parser accepts it inside one."""
+    try:
+        trades = parse_message("[" + out.message + "]", lambda symbol: True)
+    except InvalidTrade:
+        return False
+    return trades[0].symbol == out.symbol
 
 
 def decode_frame(raw: str, accepts) -> tuple[str, int, str]:
@@ -235,11 +245,14 @@ class LiveProducer:
         self._record_gap(gap, status, backfilled=filled, **({"error": error} if error else {}))
         now = time.monotonic()
         for out in publish:
-            self._enqueue_trade(out, now)
+            # REST rows are not websocket frames: checked as the job will check them in a batch
+            # message, so that one bad row does not make its batch a dead letter.
+            self._enqueue_trade(out, now, batchable=_batchable(out))
 
     # Queue and sender ------------------------------------------------------------------------------
-    def _enqueue_trade(self, out: Out, received: float) -> None:
-        self._enqueue(Item("trade", self.kafka.topic, out.symbol, out.message.encode(), None, received, out.trade_id))
+    def _enqueue_trade(self, out: Out, received: float, batchable: bool = True) -> None:
+        self._enqueue(Item("trade", self.kafka.topic, out.symbol, out.message.encode(), None, received, out.trade_id,
+                           batchable))
 
     def _enqueue(self, item: Item) -> None:
         try:
@@ -263,7 +276,8 @@ class LiveProducer:
             except queue.Empty:
                 item = None
             if item is not None and item.kind == "trade":
-                for batch in self.batcher.add(item.key, item.value, item):
+                add = self.batcher.add if item.batchable else self.batcher.alone
+                for batch in add(item.key, item.value, item):
                     self._send_batch(batch)
             elif item is not None:
                 self._send(item.kind, item.topic, item.key, item.value, item.headers, [item])
@@ -311,7 +325,7 @@ class LiveProducer:
 
     def _failed(self, kind: str, key: str | None, items: list[Item], error: Exception) -> None:
         self._unacked.give_back(len(items))
-        self.metrics.inc("send_failed_total", kind=kind)
+        self.metrics.inc("send_failed_total", len(items), kind=kind)
         ids = [item.trade_id for item in items if item.trade_id is not None]
         log.error("LOST kind=%s key=%s trade_ids=%s: Kafka did not take it within the delivery timeout: %s",
                   kind, key, f"{ids[0]}..{ids[-1]} ({len(ids)} trades)" if len(ids) > 1 else (ids or [None])[0],
@@ -338,16 +352,16 @@ class LiveProducer:
                            ("gap_trades_total", "Trade ids missing in those gaps"),
                            ("backfilled_trades_total", "Trades fetched from REST into gaps"),
                            ("malformed_frames_total", "Frames that were not valid trades (kept in the dead-letter topic)"),
-                           ("dropped_total", "Messages dropped because the send queue stayed full (losses)"),
-                           ("send_failed_total", "Messages Kafka did not take within the delivery timeout (losses)"),
+                           ("dropped_total", "Trades and records dropped: the send queue stayed full, or shutdown (losses)"),
+                           ("send_failed_total", "Trades and records Kafka did not take within the delivery timeout (losses)"),
                            ("reconnects_total", "Websocket reconnects"),
                            ("oversize_messages_total", "Websocket messages over WS_MAX_MESSAGE_BYTES (connection closed unread)"),
                            ("sent_total", "Messages handed to the Kafka client"),
                            ("acked_total", "Messages acknowledged by Kafka")):
             m.describe(name, "counter", help)
         m.gauge("queue_depth", self.queue.qsize, "Messages waiting for the Kafka sender")
-        m.gauge("unacked", lambda: self.metrics.value("sent_total") - self.metrics.value("acked_total")
-                - self.metrics.value("send_failed_total"), "Messages handed to Kafka, not yet acknowledged")
+        m.gauge("unacked", lambda: self._unacked.count,
+                "Trades and records handed to Kafka, not yet acknowledged (at most LIVE_MAX_UNACKED)")
         m.gauge("held_trades", self.sequencer.held_count, "Trades held back while their symbol's gap is backfilled")
         m.gauge("connections_open", lambda: sum(c.is_open.is_set() for c in self.connections),
                 "Open websocket connections")
