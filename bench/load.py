@@ -99,15 +99,17 @@ class PacedRun:
     """Sends `rate` trades per second for `seconds`, round-robin over the market's symbols, in
     10 ms ticks, with trade ids from `first_id` (the prices carry on from the market's last run);
     every `spike_every_s` one trade of the next symbol is a planted `spike_pct` jump. Records
-    which trade ids were planted, and how many trades actually left per second. With `batched`, a
-    symbol's trades of one tick leave as one batch message (a producer lingering for a tick)."""
+    which trade ids were planted, and how many trades actually left per second. With
+    `message_trades` above 1, a symbol's trades of one tick leave as batch messages of at most that
+    many, at the next tick: a producer lingering one tick (KAFKA_MESSAGE_LINGER_MS, 10 ms), each
+    trade held the whole linger, as only the first of a window is in the producers."""
 
     TICK_S = 0.01
 
     def __init__(self, market: Market, rate: int, seconds: float, first_id: int, spike_every_s: float = 5.0,
-                 spike_pct: float = 3.0, batched: bool = False):
+                 spike_pct: float = 3.0, message_trades: int = 1):
         self.market, self.rate, self.seconds = market, rate, seconds
-        self.batched = batched
+        self.message_trades = message_trades
         self.spike_every_s, self.spike_pct = spike_every_s, spike_pct
         self.first_id = first_id
         self.planted: list[tuple[str, int]] = []
@@ -123,14 +125,15 @@ class PacedRun:
         next_spike = started + self.spike_every_s
         turn = 0
         ticks = int(self.seconds / self.TICK_S)
+        lingering: dict[str, list] = {}   # the last tick's trades per symbol, when batching
         for tick in range(ticks):
             due = started + tick * self.TICK_S
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            lingering = self._send_batches(producer, topic, lingering)
             # Whole trades per tick, the remainder carried so that the long-run rate is exact.
             n = int((tick + 1) * self.rate * self.TICK_S) - int(tick * self.rate * self.TICK_S)
-            tick_trades: dict[str, list] = {}
             for _ in range(n):
                 symbol = symbols[turn % len(symbols)]
                 turn += 1
@@ -141,16 +144,23 @@ class PacedRun:
                 if spike:
                     self.planted.append((trade.symbol, trade.trade_id))
                     self.planted_ms.append(trade.event_time_ms)
-                if self.batched:
-                    tick_trades.setdefault(symbol, []).append(trade)
+                if self.message_trades > 1:
+                    lingering.setdefault(symbol, []).append(trade)
                 else:
                     producer.send(topic, key=symbol.encode(), value=encode(trade))
                 self.sent += 1
-            for symbol, batch in tick_trades.items():
-                for value in batch_messages(batch, len(batch)):
-                    producer.send(topic, key=symbol.encode(), value=value)
+        delay = started + ticks * self.TICK_S - time.monotonic()
+        if lingering and delay > 0:
+            time.sleep(delay)   # the last tick's batches linger like the others
+        self._send_batches(producer, topic, lingering)
         producer.flush()
         self.elapsed = time.monotonic() - started
+
+    def _send_batches(self, producer, topic: str, lingering: dict) -> dict:
+        for symbol, trades in lingering.items():
+            for value in batch_messages(trades, self.message_trades):
+                producer.send(topic, key=symbol.encode(), value=value)
+        return {}
 
     @property
     def achieved_rate(self) -> float:

@@ -17,8 +17,8 @@ detection methods with the ONNX model, into the embedded chDB store.
    --message-trades 1 sends one trade per message. The job runs bounded to the end offsets. trades/s = N / the job's net runtime, and
    the store must hold exactly N distinct trades. Repeated with --symbols-wide (2,000) symbols.
 2. Latency: an unbounded job; trades are sent at fixed rates (1,000, 5,000, 20,000/s) in 10 ms
-   ticks, a symbol's trades of a tick in one message (unless --message-trades 1), each stamped
-   with the moment it was made, so the producer's linger is part of the latency; a row's latency is its insert time in the store (ingested_at,
+   ticks, a symbol's trades of a tick in one message at the next tick (unless --message-trades
+   1), each stamped with the moment it was made, so a full linger is part of the latency; a row's latency is its insert time in the store (ingested_at,
    detected_at for anomalies: from then on it is queryable) minus that stamp. Planted spikes
    every 5 s give anomaly latencies.
 3. Memory and CPU of every process of the stack during each run (bench/monitor.py).
@@ -267,7 +267,7 @@ def unbounded_job(stack: Stack, name: str, partitions: int, parallelism: int, jo
 
 
 def latency(stack: Stack, rates: list[int], seconds: float, symbols: int, partitions: int, parallelism: int,
-            job_env: dict, settle_s: float = 0.0, batched: bool = False) -> list[dict]:
+            job_env: dict, settle_s: float = 0.0, message_trades: int = 1) -> list[dict]:
     """One unbounded job; each rate in turn on its own id range, for settle_s + seconds; then the
     store is read. Percentiles cover the trades sent after the first settle_s seconds at the rate:
     a fresh job at a new rate is still warming up (JIT compilation in the TaskManager, the Python
@@ -284,7 +284,8 @@ def latency(stack: Stack, rates: list[int], seconds: float, symbols: int, partit
         warm = load.PacedRun(market, 200, 10, first_id=1, spike_every_s=3600)
         warm.run(producer, topic)
         for k, rate in enumerate(rates, start=1):
-            run = load.PacedRun(market, rate, settle_s + seconds, first_id=k * 100_000_000, batched=batched)
+            run = load.PacedRun(market, rate, settle_s + seconds, first_id=k * 100_000_000,
+                                message_trades=message_trades)
             monitor = Monitor((ROOT,))
             monitor.start()
             log.info("latency: %d trades/s for %.0f s (the first %.0f s to settle)", rate, settle_s + seconds,
@@ -354,7 +355,7 @@ def baseline(stack: Stack, trades: int, symbols: int) -> dict:
 
 
 def soak(stack: Stack, minutes: float, rate: int, symbols: int, partitions: int, parallelism: int,
-         job_env: dict, batched: bool = False) -> dict:
+         job_env: dict, message_trades: int = 1) -> dict:
     """Memory of every role once a minute while `rate` trades/s flow for `minutes`."""
     market = load.Market(load.symbol_names(symbols), seed=13)
     topic, chdb_path, client = unbounded_job(stack, "soak", partitions, parallelism, job_env)
@@ -365,7 +366,7 @@ def soak(stack: Stack, minutes: float, rate: int, symbols: int, partitions: int,
         monitor = Monitor((ROOT,), interval_s=5)
         monitor.start()
         for minute in range(int(minutes)):
-            run = load.PacedRun(market, rate, 60, first_id=(minute + 1) * 100_000_000, batched=batched)
+            run = load.PacedRun(market, rate, 60, first_id=(minute + 1) * 100_000_000, message_trades=message_trades)
             run.run(producer, topic)
             latest = monitor.usage.samples[-1].rss_by_role if monitor.usage.samples else {}
             series.append({"minute": minute + 1, "achieved_rate": round(run.achieved_rate),
@@ -541,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     def per_message(symbols: int) -> int:
         return load.trades_per_message(args.producer_rate, symbols, linger_ms, max_trades)
 
-    batched = max_trades > 1 and linger_ms > 0
+    paced_message_trades = max_trades if linger_ms > 0 else 1   # the paced runs linger one 10 ms tick
     stack = Stack(os.path.abspath(args.work), args.kafka_port, args.flink_rest_port, args.task_slots, args.tm_memory)
     results: dict = {"machine": machine_facts(), "args": vars(args)}
     stack.start()
@@ -549,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_model(stack)
         if args.soak_minutes:
             results["soak"] = soak(stack, args.soak_minutes, args.soak_rate, args.symbols, args.partitions,
-                                   args.parallelism, job_env, batched)
+                                   args.parallelism, job_env, paced_message_trades)
         else:
             results["throughput"] = []
             if args.trades:
@@ -565,7 +566,8 @@ def main(argv: list[str] | None = None) -> int:
             rates = [int(r) for r in args.rates.split(",") if r]
             if rates:
                 results["latency"] = latency(stack, rates, args.rate_seconds, args.symbols, args.partitions,
-                                             args.latency_parallelism, job_env, args.settle_seconds, batched)
+                                             args.latency_parallelism, job_env, args.settle_seconds,
+                                             paced_message_trades)
     finally:
         if not args.keep_stack:
             stack.stop()

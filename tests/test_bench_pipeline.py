@@ -1,6 +1,7 @@
 """The performance benchmark's own logic: what it sends, how it names processes, where it writes.
 (The numbers themselves come from running bench/pipeline.py, never from a unit test.)"""
 import json
+import time
 
 import pytest
 
@@ -56,18 +57,32 @@ def test_a_second_run_continues_the_market_prices_with_its_own_ids():
         assert abs(float(nxt[message["s"]]["p"]) / float(message["p"]) - 1) < 0.01
 
 
-def test_a_batched_paced_run_sends_a_symbol_s_trades_of_a_tick_as_one_message():
+class TimedProducer(RecordingProducer):
+    def send(self, topic, key, value):
+        self.sent.append((topic, key, value, round(time.time() * 1000)))
+
+
+def test_a_batched_paced_run_sends_a_symbol_s_trades_of_a_tick_as_one_message_a_tick_later(monkeypatch):
+    clock = {"now": 1_700_000_000.0}    # seconds; the run's sleeps move it, nothing else does
+    monkeypatch.setattr("bench.load.time.monotonic", lambda: clock["now"])
+    monkeypatch.setattr("bench.load.time.time", lambda: clock["now"])
+    monkeypatch.setattr("bench.load.time.sleep", lambda seconds: clock.__setitem__("now", clock["now"] + seconds))
     market = load.Market(load.symbol_names(2), seed=1)
-    run = load.PacedRun(market, rate=2000, seconds=0.2, first_id=1, spike_every_s=60, batched=True)
-    producer = RecordingProducer()
+    run = load.PacedRun(market, rate=2000, seconds=0.2, first_id=1, spike_every_s=60, message_trades=200)
+    producer = TimedProducer()
     run.run(producer, "t")
 
-    batches = [(key.decode(), parse_message(value, lambda s: True)) for _, key, value in producer.sent]
-    assert sum(len(trades) for _, trades in batches) == run.sent == 400
+    batches = [(key.decode(), parse_message(value, lambda s: True), at) for _, key, value, at in producer.sent]
+    assert sum(len(trades) for _, trades, _ in batches) == run.sent == 400
     assert len(batches) == 40    # 20 ticks of 20 trades, 10 of each symbol
-    assert all(len(trades) == 10 and {t.symbol for t in trades} == {key} for key, trades in batches)
+    assert all(len(trades) == 10 and {t.symbol for t in trades} == {key} for key, trades, _ in batches)
+    # held for the producer's linger: sent at the next tick, 10 ms after they were made
+    assert {at - trades[0].event_time_ms for _, trades, at in batches} == {10}
+    capped = TimedProducer()
+    load.PacedRun(market, rate=2000, seconds=0.1, first_id=1000, spike_every_s=60, message_trades=4).run(capped, "t")
+    assert {len(parse_message(value, lambda s: True)) for _, _, value, _ in capped.sent} == {2, 4}
     for symbol in load.symbol_names(2):
-        ids = [t.trade_id for key, trades in batches if key == symbol for t in trades]
+        ids = [t.trade_id for key, trades, _ in batches if key == symbol for t in trades]
         assert ids == list(range(1, 201))
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from flink_jobs import canonical_trades
 from flink_jobs.canonical_trades import parse_messages
 from flink_jobs.trades import (EARLIEST_TRADE_MS, MAX_BATCH_MESSAGE_CHARS, MAX_FUTURE_MS, InvalidTrade,
-                               parse_message, parse_trade)
+                               is_batch_message, parse_message, parse_trade)
 
 NOW_MS = 1_764_000_000_000
 KNOWN = ("BTCUSDT", "ETHUSDT", "XRPETH")
@@ -113,7 +113,7 @@ def one_by_one(raw):
     except InvalidTrade as error:
         return str(error)
     typed = [[(type(v), v) for v in trade] for trade in trades]
-    return typed if raw[:1] in ("[", b"[") else typed[0]
+    return typed if is_batch_message(raw) else typed[0]
 
 
 def batched(raws) -> list:
