@@ -22,7 +22,20 @@ from __future__ import annotations
 import time
 from typing import Callable, NamedTuple
 
-from flink_jobs.trades import MAX_BATCH_MESSAGE_CHARS
+from flink_jobs.trades import MAX_BATCH_MESSAGE_CHARS, InvalidTrade, parse_message, parse_trade
+
+
+def may_share(message: str, symbol: str | None) -> bool:
+    """Whether a trade message may share a batch message: the job's parser accepts it alone (a
+    message over 16 KiB is a dead letter alone, and must stay one) and inside a batch (one level
+    deeper), as a trade of the symbol it is published under. Anything else is sent alone, so that
+    the job judges it alone and one bad message never takes its batch's trades with it."""
+    try:
+        alone = parse_trade(message, lambda s: True)
+        [inside] = parse_message("[" + message + "]", lambda s: True)
+    except InvalidTrade:
+        return False
+    return alone.symbol == inside.symbol == symbol
 
 
 class Batch(NamedTuple):

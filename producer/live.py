@@ -33,9 +33,9 @@ import time
 from typing import NamedTuple
 
 from config import AppConfig
-from flink_jobs.trades import InvalidTrade, dead_letter_raw, load_json, parse_message, parse_trade
+from flink_jobs.trades import InvalidTrade, dead_letter_raw, load_json, parse_trade
 from producer.backfill import Backfiller
-from producer.batching import Batch, MessageBatcher
+from producer.batching import Batch, MessageBatcher, may_share
 from producer.binance_rest import BinanceRest
 from producer.binance_ws import Backoff, BinanceConnection, stream_urls
 from producer.gaps import Gap, Out, Sequencer
@@ -76,15 +76,6 @@ class InFlight:
         with self._changed:
             self.count -= n
             self._changed.notify_all()
-
-
-def _batchable(out: Out) -> bool:
-    """Whether a trade may share a batch message: the job's parser accepts it inside one."""
-    try:
-        trades = parse_message("[" + out.message + "]", lambda symbol: True)
-    except InvalidTrade:
-        return False
-    return trades[0].symbol == out.symbol
 
 
 def decode_frame(raw: str, accepts) -> tuple[str, int, str]:
@@ -247,7 +238,7 @@ class LiveProducer:
         for out in publish:
             # REST rows are not websocket frames: checked as the job will check them in a batch
             # message, so that one bad row does not make its batch a dead letter.
-            self._enqueue_trade(out, now, batchable=_batchable(out))
+            self._enqueue_trade(out, now, batchable=may_share(out.message, out.symbol))
 
     # Queue and sender ------------------------------------------------------------------------------
     def _enqueue_trade(self, out: Out, received: float, batchable: bool = True) -> None:

@@ -8,8 +8,7 @@ import logging
 import time
 from typing import Iterable, Iterator
 
-from flink_jobs.trades import InvalidTrade, parse_message
-from producer.batching import Batch, MessageBatcher
+from producer.batching import Batch, MessageBatcher, may_share
 from producer.publisher import Publisher
 from producer.sources import Record, read_any
 
@@ -60,17 +59,6 @@ class RatePacer:
             (sleep or time.sleep)(delay)
 
 
-def _is_trade_of(record: Record) -> bool:
-    """Whether the record may share a batch message: a valid trade of its symbol as the job parses
-    it inside one (a level deeper, so a trade nested to the limit alone is kept alone)."""
-    message = record.message.decode("utf-8", "replace") if isinstance(record.message, bytes) else record.message
-    try:
-        trades = parse_message("[" + message + "]", lambda symbol: True)
-    except InvalidTrade:
-        return False
-    return len(trades) == 1 and trades[0].symbol == record.symbol
-
-
 def replay(records: Iterable[Record], publisher: Publisher, speed: float | None,
            progress_every_s: float = 5.0, rate: float | None = None,
            batcher: MessageBatcher | None = None) -> int:
@@ -105,7 +93,7 @@ def replay(records: Iterable[Record], publisher: Publisher, speed: float | None,
             send(batcher.due())
             pacer.wait_for(record.time_ms, sleep=sleep_sending_due)
             message = record.message.encode("utf-8") if isinstance(record.message, str) else record.message
-            if batcher.batching and _is_trade_of(record):
+            if batcher.batching and may_share(record.message, record.symbol):
                 send(batcher.add(record.symbol, message))
             else:
                 send(batcher.alone(record.symbol, message))

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from flink_jobs.trades import MAX_BATCH_MESSAGE_CHARS, Trade, encode_message, parse_message, parse_trade
-from producer.batching import MessageBatcher
+from producer.batching import MessageBatcher, may_share
 from producer.replay import replay
 from producer.sources import Record
 
@@ -155,11 +155,11 @@ def test_an_interrupted_replay_still_sends_the_trades_waiting_for_their_batch():
     assert [n for _, _, n in publisher.sent] == [3]
 
 
-def test_a_backfilled_rest_row_the_job_would_reject_is_not_batched_by_the_live_producer():
-    from producer.gaps import Out
-    from producer.live import _batchable
-
+def test_only_a_trade_the_job_accepts_alone_and_inside_a_batch_may_share_one():
     good = encode_message(trade("BTCUSDT", 5)).decode()
-    assert _batchable(Out("BTCUSDT", 5, good))
-    assert not _batchable(Out("BTCUSDT", 6, good.replace('"p":"105.0"', '"p":"0.00000000"')))
-    assert not _batchable(Out("ETHUSDT", 5, good))      # not the symbol it is published under
+    assert may_share(good, "BTCUSDT")
+    assert not may_share(good.replace('"p":"105.0"', '"p":"0.00000000"'), "BTCUSDT")   # a bad REST row
+    assert not may_share(good, "ETHUSDT")      # not the symbol it is published under
+    # Over 16 KiB: a dead letter alone, though it would fit a 64 KiB batch
+    assert not may_share(json.dumps({**json.loads(good), "note": "x" * 20_000}), "BTCUSDT")
+    assert not may_share("not json", None)
