@@ -4,7 +4,7 @@ Trades are synthetic but shaped like the market (a random walk per symbol with l
 and both sides), because the benchmark needs many symbols, fixed rates and send-time stamps that
 recordings cannot give. Messages are the Binance websocket shape the job parses
 (flink_jobs.trades.to_message), keyed by symbol like the producer's, one trade each or, as the
-producer batches them (PRODUCER_BATCH_TRADES, PRODUCER_LINGER_MS; docs/producer.md), a symbol's
+producer batches them (KAFKA_MESSAGE_TRADES, KAFKA_MESSAGE_LINGER_MS; docs/producer.md), a symbol's
 trades of one linger window per batch message.
 
 Paced sending stamps each trade with the moment it is handed to the Kafka client: event time
@@ -18,7 +18,8 @@ import random
 import time
 from typing import Iterator
 
-from flink_jobs.trades import Trade, batch_messages, encode_message
+from flink_jobs.trades import Trade, encode_message
+from producer.batching import batch_messages
 
 BASE_PRICE = {"BTC": 27_000.0, "ETH": 1_800.0, "BNB": 300.0, "SOL": 20.0, "XRP": 0.45}
 FIRST_ID = 1_000_000

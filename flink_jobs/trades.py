@@ -275,7 +275,7 @@ def dead_letter_raw(raw: str | bytes, reason: str) -> tuple[str, str]:
 
 def to_message(trade: Trade) -> dict:
     """The websocket trade shape of a Trade (what the producer publishes; a batch message is a
-    list of these, batch_messages)."""
+    list of these, producer/batching.py)."""
     return {"e": "trade", "E": trade.event_time_ms, "s": trade.symbol, "t": trade.trade_id,
             "p": format_decimal(trade.price), "q": format_decimal(trade.qty), "T": trade.trade_time_ms,
             "m": trade.is_buyer_maker, "M": True}
@@ -290,21 +290,3 @@ def encode_message(trade: Trade) -> bytes:
     """A Trade as one compact message, in the canonical form the job parses fastest
     (flink_jobs/canonical_trades.py)."""
     return json.dumps(to_message(trade), separators=(",", ":")).encode()
-
-
-def batch_messages(trades: list[Trade], max_trades: int) -> list[bytes]:
-    """One symbol's trades, in order, as messages of at most `max_trades` trades and
-    MAX_BATCH_MESSAGE_CHARS bytes each; one trade per message (not an array) when max_trades is 1."""
-    if max_trades <= 1:
-        return [encode_message(trade) for trade in trades]
-    messages, pending, size = [], [], 1
-    for trade in trades:
-        encoded = encode_message(trade)
-        if pending and (len(pending) == max_trades or size + len(encoded) + 1 > MAX_BATCH_MESSAGE_CHARS):
-            messages.append(b"[" + b",".join(pending) + b"]")
-            pending, size = [], 1
-        pending.append(encoded)
-        size += len(encoded) + 1
-    if pending:
-        messages.append(b"[" + b",".join(pending) + b"]")
-    return messages

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from typing import Callable, NamedTuple
 
-from flink_jobs.trades import MAX_BATCH_MESSAGE_CHARS, InvalidTrade, parse_message, parse_trade
+from flink_jobs.trades import MAX_BATCH_MESSAGE_CHARS, InvalidTrade, Trade, encode_message, parse_message, parse_trade
 
 
 def may_share(message: str, symbol: str | None) -> bool:
@@ -126,3 +126,12 @@ class MessageBatcher:
         if len(pending.messages) == 1:
             return Batch(symbol, pending.messages[0], pending.tags)
         return Batch(symbol, b"[" + b",".join(pending.messages) + b"]", pending.tags)
+
+
+def batch_messages(trades: list[Trade], max_trades: int) -> list[bytes]:
+    """One symbol's trades, in order, as messages of at most `max_trades` trades and
+    MAX_BATCH_MESSAGE_CHARS bytes each, cut as the batcher cuts them (no linger: all at once);
+    one trade per message (not an array) when max_trades is 1."""
+    batcher = MessageBatcher(max_trades, float("inf"))
+    batches = [batch for trade in trades for batch in batcher.add(trade.symbol, encode_message(trade))]
+    return [batch.value for batch in batches + batcher.drain()]

@@ -3,8 +3,9 @@ import re
 
 import pytest
 
-from flink_jobs.trades import (MAX_BATCH_MESSAGE_CHARS, MAX_MESSAGE_CHARS, InvalidTrade, Trade, batch_messages,
+from flink_jobs.trades import (MAX_BATCH_MESSAGE_CHARS, MAX_MESSAGE_CHARS, InvalidTrade, Trade,
                                parse_message, parse_trade, reason_kind, to_message)
+from producer.batching import batch_messages
 
 NOW_MS = 1_764_000_000_000  # fixed "now" for the time-range checks: 2025-11-24
 GOOD = {"e": "trade", "E": 1675329600140, "s": "ETHUSDT", "t": 1206419187, "p": "1666.80", "q": "26.062",
