@@ -16,9 +16,9 @@ import pickle
 import threading
 import time
 import zlib
-from typing import Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag
@@ -31,9 +31,11 @@ from config import DetectionConfig, StoreConfig
 from flink_jobs.bars import OpenBars
 from flink_jobs.alerts.message import alert_from_anomaly
 from flink_jobs.detectors.base import Anomaly
-from flink_jobs.detectors.methods import Candidate, Cooldown, candidates, explain, score_batch
+from flink_jobs.detectors.methods import (Candidate, Cooldown, ScoredBatch, candidate_rows, candidates, explain,
+                                          score_matrix)
 from flink_jobs.detectors.zscore import ZScoreDetector
-from flink_jobs.features.symbol_state import Repeated, SymbolState, TradeFeatures, observe_all
+from flink_jobs.features.symbol_state import HISTORY, SymbolState, TradeFeatures, observe_columns
+from flink_jobs.scoring_batch import Batch, Chunk, trade_arrays
 from flink_jobs.scoring_state import STATE_NAME, EarlierLayout, SymbolRecord
 from flink_jobs.store import arrow_stream, payload_rows, table_of
 from flink_jobs.parse_batches import group_batch
@@ -141,19 +143,27 @@ STORED_FEATURES = ("log_return", "price_mean", "price_std", "z_price", "return_m
 _FEATURE_INDEX = {name: i for i, name in enumerate(TradeFeatures._fields)}
 
 
-def trades_payload(trades: Sequence[Trade], features: Sequence[TradeFeatures], if_scores: Sequence[float],
-                   model_version: str) -> bytes:
+def trades_payload(scoring: Batch, if_scores: np.ndarray, model_version: str) -> bytes:
     """A scoring batch's rows of the trades table (trade_row's values) as one Arrow IPC stream, built
-    column by column. The store sink inserts it as it is: converting per-row tuples there took about
+    from its columns. The store sink inserts it as it is: converting per-row tuples there took about
     an eighth of its worker, and the tuples cost a pickling at each of their four crossings
     (docs/performance.md, "Thirteenth round")."""
-    symbol, trade_id, price, qty, trade_time, event_time, is_buyer_maker = zip(*trades)
-    by_feature = list(zip(*features))
-    price, qty = np.array(price, dtype=np.float64), np.array(qty, dtype=np.float64)
-    columns = [symbol, trade_id, trade_time, event_time, price, qty, price * qty, is_buyer_maker,
-               *(by_feature[_FEATURE_INDEX[name]] for name in STORED_FEATURES),
-               if_scores, [model_version] * len(trades)]
+    features = scoring.features
+    price, qty = scoring.column(1), scoring.column(2)
+    columns = [scoring.symbols(), scoring.column(0), scoring.column(3), scoring.event_times(), price, qty,
+               price * qty, scoring.column(4), *(features[:, _FEATURE_INDEX[name]] for name in STORED_FEATURES),
+               if_scores, pa.repeat(pa.scalar(model_version, pa.string()), scoring.rows)]
     return arrow_stream(table_of("trades", columns))
+
+
+def trade_rows(scoring: Batch, if_scores: list, model_version: str) -> list[tuple]:
+    """A small scoring batch's rows of the trades table as tuples: trade_row's values, without
+    the named tuples."""
+    stored = scoring.features[:, [_FEATURE_INDEX[name] for name in STORED_FEATURES]].tolist()
+    return [(symbol, trade_id, trade_time, event_time, price, qty, price * qty, is_buyer_maker, *features, score,
+             model_version)
+            for (symbol, trade_id, price, qty, trade_time, event_time, is_buyer_maker), features, score
+            in zip(scoring.trades(), stored, if_scores)]
 
 
 def anomaly_row(a: Anomaly) -> tuple:
@@ -315,12 +325,15 @@ class ScoreTrades(KeyedProcessFunction):
 
     All of a symbol's state is one keyed value, its SymbolRecord (features, open bars, waiting
     trades; flink_jobs/scoring_state.py): PyFlink's costs are per state and key, not per byte.
-    Features are computed and the symbol's record updated as each trade arrives. The trade then
-    waits in a micro-batch shared by all symbols of the subtask, scored by one ONNX call when it
-    holds IFOREST_BATCH_SIZE trades, when the processing-time timer IFOREST_BATCH_MS after a
-    symbol's first trade in the batch fires, or at the end of a bounded input; the batch's rows
-    leave as one ("trades", rows) record. Method candidates (before cooldown) go to the
-    CANDIDATES side output; a repeated trade id is a dead letter.
+    A call's trades are features, bars and batch entries together, as columns: one compiled call
+    computes their features and updates the symbol's record, and they then wait, as one Chunk
+    (flink_jobs/scoring_batch.py), in a micro-batch shared by all symbols of the subtask, scored by
+    one ONNX call when it holds IFOREST_BATCH_SIZE trades (a chunk is cut there), when the
+    processing-time timer IFOREST_BATCH_MS after a symbol's first trade in the batch fires, or at
+    the end of a bounded input; the batch's rows leave as one ("trades", rows) record. Method
+    candidates (before cooldown) go to the CANDIDATES side output; a repeated trade id is a dead
+    letter. Named tuples are made only for the trades a method may fire for
+    (docs/performance.md, "Fifteenth round").
 
     A waiting trade is also in its symbol's record until its batch is emitted. A checkpoint can be
     taken while a batch waits (the Python worker sees a timer only with its next input bundle, up
@@ -364,7 +377,8 @@ class ScoreTrades(KeyedProcessFunction):
 
             self.models = ModelWatcher(self.detection.model_registry, self.detection.model_version,
                                        self.detection.model_poll_seconds)
-        self.pending: list = []        # (trade, features) of the batch, in arrival order
+        self.pending: list = []        # the batch: Chunks of its symbols' trades, in arrival order
+        self.pending_rows = 0          # trades in them
         self.batch_opened_at = 0.0     # time.monotonic() when the batch got its first trade
         self.in_batch: set = set()     # symbols with trades in the batch
         self.emitted: set = set()      # symbols whose `unscored` entries another symbol's flush emitted
@@ -385,21 +399,22 @@ class ScoreTrades(KeyedProcessFunction):
         """A symbol's trades of one parse batch, as plain tuples (flink_jobs/parse_batches.py)."""
         symbol = ctx.get_current_key()
         record, _ = self._record(symbol, ctx)
-        # Records go to a list, not through a generator per trade and helper: a generator costs
-        # about a microsecond to make and run, and most trades emit nothing.
         out: list = []
-        watermark = ctx.timer_service().current_watermark()  # it moves between calls only
         if record.features is None:
             record.features = SymbolState(self.detection.window_size)
-        trades = [Trade._make(fields) for fields in trades]
         # The features of all of them in one compiled call: each trade's depend on the symbol's
-        # earlier trades alone, not on the bars or the batch that the loop below handles.
-        for trade, features in zip(trades, observe_all(record.features, trades)):
-            self._score(trade, features, record, watermark, ctx, out)
-        if self.models is None:
-            self._flush(record, out)
-        # A flush in the loop marked this symbol's waiting trades as emitted; those after it wait
-        # in `record.waiting`, which is right as it is: nothing may clear it on the next call.
+        # earlier trades alone, not on the bars or the batch that the steps below handle.
+        columns = trade_arrays(trades)
+        features, status = observe_columns(record.features, *columns)
+        chunk = Chunk(symbol, trades, features, columns)
+        if np.count_nonzero(status):
+            chunk = self._drop_repeats(chunk, status, out)
+        if len(chunk):
+            if self.bars:
+                self._add_to_bars(chunk, record, ctx.timer_service().current_watermark(), ctx, out)
+            self._join_batch(chunk, record, ctx, out)
+        # A flush above marked this symbol's waiting trades as emitted; those after it wait in
+        # `record.waiting`, which is right as it is: nothing may clear it on the next call.
         self.emitted.discard(symbol)
         self.records.update(record)
         return out
@@ -421,27 +436,37 @@ class ScoreTrades(KeyedProcessFunction):
             self.records.update(record)
         return out
 
-    def _score(self, trade: Trade, features: TradeFeatures | Repeated, record: SymbolRecord, watermark: int,
-               ctx: KeyedProcessFunction.Context, out: list) -> None:
-        """Bars and the micro-batch for one trade and its features; what it emits is appended to `out`."""
-        if type(features) is Repeated:
-            self.repeats.inc()
-            reason = f"repeated or out-of-order trade id: {trade.trade_id} (last seen {features.last_seen})"
-            out.append(addressed(single(dead_letter("detect", reason, repr(tuple(trade)), trade.symbol,
-                                                    trade.trade_id)), self.sink_parallelism))
-            return
-        if self.bars:
-            self._add_to_bars(trade, record, watermark, ctx, out)
+    def _drop_repeats(self, chunk: Chunk, status: np.ndarray, out: list) -> Chunk:
+        """The chunk without its repeated trades, each a dead letter."""
+        repeated = np.flatnonzero(status)
+        self.repeats.inc(len(repeated))
+        for row in repeated.tolist():
+            trade = chunk.trades[row]
+            last_seen = int(chunk.features[row, HISTORY])
+            reason = f"repeated or out-of-order trade id: {trade[1]} (last seen {last_seen})"
+            out.append(addressed(single(dead_letter("detect", reason, repr(tuple(trade)), trade[0], trade[1])),
+                                 self.sink_parallelism))
+        return chunk.keep(status == 0)
+
+    def _join_batch(self, chunk: Chunk, record: SymbolRecord, ctx: KeyedProcessFunction.Context,
+                    out: list) -> None:
+        """The chunk into the micro-batch, cut where the batch fills; what a flush emits goes to `out`."""
         if self.models is None:
-            self.pending.append((trade, features))  # z-score alone: flushed when the call ends, nothing held
-            return
-        record.waiting.append((trade, features))
-        self._hold(trade.symbol, [(trade, features)], ctx)
-        # Full, or due: a busy stream flushes here, without waiting for the timer's round trip
-        # through the Java operator (a bundle each way); the timer covers a stream that pauses.
-        if len(self.pending) >= self.detection.iforest_batch_size or \
-                time.monotonic() - self.batch_opened_at >= self.detection.iforest_batch_ms / 1000:
+            self.pending.append(chunk)  # z-score alone: scored when the call ends, nothing held
+            self.pending_rows += len(chunk)
             self._flush(record, out)
+            return
+        rest: Chunk | None = chunk
+        while rest is not None:
+            room = self.detection.iforest_batch_size - self.pending_rows
+            piece, rest = rest.split(room) if len(rest) > room else (rest, None)
+            record.waiting.append(piece)
+            self._hold(piece.symbol, [piece], ctx, len(piece))
+            # Full, or due: a busy stream flushes here, without waiting for the timer's round trip
+            # through the Java operator (a bundle each way); the timer covers a stream that pauses.
+            if self.pending_rows >= self.detection.iforest_batch_size or \
+                    time.monotonic() - self.batch_opened_at >= self.detection.iforest_batch_ms / 1000:
+                self._flush(record, out)
 
     def _record(self, symbol: str, ctx) -> tuple[SymbolRecord, bool]:
         """The symbol's record, brought in line with this process's batch before anything else
@@ -451,15 +476,18 @@ class ScoreTrades(KeyedProcessFunction):
         record, changed = self.records.value() or SymbolRecord(), False
         if isinstance(record, SymbolState):
             record, changed = self._from_earlier_layout(symbol, record), True
+        if record.waiting and type(record.waiting[0]) is not Chunk:
+            record.waiting, changed = [Chunk.from_pairs(symbol, record.waiting)], True   # (trade, features) pairs
         if symbol not in self.seen:
             self.seen.add(symbol)
             if self.models is not None:
                 ctx.timer_service().register_event_time_timer(END_OF_INPUT)
                 if record.waiting:
-                    self.restored.inc(len(record.waiting))
+                    restored = sum(len(chunk) for chunk in record.waiting)
+                    self.restored.inc(restored)
                     log.info("%s: %d trades held in the micro-batch when the checkpoint was taken are scored now",
-                             symbol, len(record.waiting))
-                    self._hold(symbol, list(record.waiting), ctx)
+                             symbol, restored)
+                    self._hold(symbol, list(record.waiting), ctx, restored)
         elif symbol in self.emitted:
             record.waiting = []
             changed = True
@@ -473,12 +501,16 @@ class ScoreTrades(KeyedProcessFunction):
         record = self.earlier_layout.take(features)
         self.upgraded.inc()
         log.debug("%s: state of an earlier version taken over, %d trades waiting", symbol, len(record.waiting))
+        if record.waiting:
+            record.waiting = [Chunk.from_pairs(symbol, record.waiting)]
         return record
 
-    def _hold(self, symbol: str, entries: list, ctx) -> None:
+    def _hold(self, symbol: str, chunks: list, ctx, rows: int) -> None:
+        """The symbol's chunks (`rows` trades) join the batch."""
         if not self.pending:
             self.batch_opened_at = time.monotonic()
-        self.pending.extend(entries)
+        self.pending.extend(chunks)
+        self.pending_rows += rows
         if symbol in self.in_batch:
             return
         self.in_batch.add(symbol)
@@ -497,50 +529,60 @@ class ScoreTrades(KeyedProcessFunction):
         `record`."""
         if not self.pending:
             return
-        pending, self.pending = self.pending, []
+        scoring = Batch(self.pending)
+        self.pending, self.pending_rows = [], 0
         if self.models is not None:
             record.waiting = []
             self.emitted |= self.in_batch
             self.in_batch = set()
         model = self.models.current() if self.models is not None else None
-        scored = score_batch(model, [features for _, features in pending])
+        scored = score_matrix(model, scoring.model_input())
         if model is not None:
             self.batches.inc()
+        self._emit_candidates(scoring, scored, out)
+        if scoring.rows >= COLUMNAR_MIN_ROWS:
+            rows = trades_payload(scoring, scored.scores, scored.version)
+        else:
+            rows = trade_rows(scoring, scored.scores.tolist(), scored.version)
+        out.append(addressed(batch("trades", rows), self.sink_parallelism, scoring.chunks[0].symbol))
+
+    def _emit_candidates(self, scoring: Batch, scored: ScoredBatch, out: list) -> None:
+        """The methods' candidates of the batch, one CANDIDATES record per symbol in trade order.
+        Named tuples are made only for the rows where a method may fire (a few in a thousand)."""
+        thresholds = scoring.per_row([self.zscore.threshold(chunk.symbol) for chunk in scoring.chunks])
         by_symbol: dict = {}
-        for (trade, features), if_score, label in zip(pending, scored.scores, scored.labels):
-            found = candidates(self.detection, self.zscore, trade, features, if_score, label, scored)
+        for row in candidate_rows(self.detection, scoring.features, thresholds, scored.labels).tolist():
+            chunk, at = scoring.locate(row)
+            found = candidates(self.detection, self.zscore, chunk.trade(at), chunk.trade_features(at),
+                               float(scored.scores[row]), int(scored.labels[row]), scored)
             if found:
-                by_symbol.setdefault(trade.symbol, []).extend(found)
+                by_symbol.setdefault(chunk.symbol, []).extend(found)
         for symbol, symbol_candidates in by_symbol.items():
             out.append((CANDIDATES, Row(symbol, pack_candidates(symbol_candidates))))
-        trades, features = zip(*pending)
-        if len(pending) >= COLUMNAR_MIN_ROWS:
-            rows = trades_payload(trades, features, scored.scores, scored.version)
-        else:
-            rows = [trade_row(t, f, s, scored.version)[1] for t, f, s in zip(trades, features, scored.scores)]
-        out.append(addressed(batch("trades", rows), self.sink_parallelism, trades[0].symbol))
 
-    def _add_to_bars(self, trade: Trade, record: SymbolRecord, watermark: int,
+    def _add_to_bars(self, chunk: Chunk, record: SymbolRecord, watermark: int,
                      ctx: KeyedProcessFunction.Context, out: list) -> None:
         if record.bars is None:
             record.bars = OpenBars()
-        bars = record.bars
-        closed = bars.close_until(watermark, trade.symbol)  # a trading symbol's bars close as it trades
-        timers, late = bars.add(trade, watermark)
+        bars, symbol = record.bars, chunk.symbol
+        closed = bars.close_until(watermark, symbol)  # a trading symbol's bars close as it trades
+        ids, prices, qtys, times, makers = chunk.columns()
+        timers, late = bars.add_all(chunk.trades, watermark, times, ids, prices, qtys, makers)
         for instant in timers:
             ctx.timer_service().register_event_time_timer(instant)
         if closed:
             self._emit_bars(closed, out)
-        if late:
+        for row, missed in late.items():
             self.late.inc()
+            trade = chunk.trades[row]
             # No watermark in the reason: dead letters are keyed by their reason, and a replay of
             # the same trade must collapse onto the first one.
-            reason = (f"late for bar window: trade time {trade.trade_time_ms} is behind the watermark; "
-                      f"missing from its {' and '.join(f'{s} s' for s in late)} bar")
+            reason = (f"late for bar window: trade time {trade[4]} is behind the watermark; "
+                      f"missing from its {' and '.join(f'{s} s' for s in missed)} bar")
             if self.sampled_log.should_log():
-                log.warning("%s trade %d %s (watermark %d)", trade.symbol, trade.trade_id, reason, watermark)
-            out.append(addressed(single(dead_letter("bars", reason, repr(tuple(trade)), trade.symbol,
-                                                    trade.trade_id)), self.sink_parallelism))
+                log.warning("%s trade %d %s (watermark %d)", symbol, trade[1], reason, watermark)
+            out.append(addressed(single(dead_letter("bars", reason, repr(tuple(trade)), symbol, trade[1])),
+                                 self.sink_parallelism))
 
     def _close_bars(self, timestamp: int, bars: OpenBars, ctx: KeyedProcessFunction.OnTimerContext,
                     out: list) -> None:

@@ -23,8 +23,10 @@ STATE_NAME = "symbol_state"
 
 class SymbolRecord(StdlibPickled):
     """features: the rolling features (None before the symbol's first trade); bars: the open bars
-    (None until one opens); waiting: (trade, features) pairs of the symbol held in the scoring
-    micro-batch, kept so a checkpoint taken while they wait restores them."""
+    (None until one opens); waiting: the symbol's trades held in the scoring micro-batch, as
+    scoring_batch.Chunks (before the fifteenth round of issue 7, (trade, features) pairs, which
+    ScoreTrades turns into a Chunk when it reads them), kept so a checkpoint taken while they wait
+    restores them."""
 
     __slots__ = ("features", "bars", "waiting")
 

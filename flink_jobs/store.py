@@ -101,9 +101,10 @@ def to_arrow(table: str, rows: Sequence[tuple]) -> pa.Table:
 
 
 def table_of(table: str, values: Iterable) -> pa.Table:
-    """Columns (sequences or numpy arrays, in TABLE_COLUMNS order) -> a typed Arrow table."""
+    """Columns (sequences, numpy arrays or Arrow arrays, in TABLE_COLUMNS order) -> a typed Arrow table."""
     columns = TABLE_COLUMNS[table]
-    arrays = [pa.array(column, type=kind) for column, (_, kind) in zip(values, columns)]
+    arrays = [column.cast(kind) if isinstance(column, pa.Array) else pa.array(column, type=kind)
+              for column, (_, kind) in zip(values, columns)]
     return pa.Table.from_arrays(arrays, names=[name for name, _ in columns])
 
 

@@ -2,6 +2,8 @@
 import pickle
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flink_jobs.bars import SWEEP_MS, OpenBars, sweep_instant, window_start_ms
 from flink_jobs.trades import Trade
@@ -89,3 +91,64 @@ def test_open_bars_saved_before_the_sweep_grid_restore_with_their_next_end():
     legacy.__setstate__((bars.bars, 1))  # the earlier state: (bars, last trade id)
     assert legacy.timers == set() and legacy.next_end == T0 + 2000
     assert [r[1] for r in legacy.close_until(2**63 - 1, "ETHUSDT")] == [1, 60]
+
+
+def _columns(trades):
+    import numpy as np
+
+    return (np.array([t.trade_time_ms for t in trades], dtype=np.int64),
+            np.array([t.trade_id for t in trades], dtype=np.int64),
+            np.array([t.price for t in trades]), np.array([t.qty for t in trades]),
+            np.array([t.is_buyer_maker for t in trades], dtype=np.bool_))
+
+
+def _state(bars):
+    return sorted(bars.timers), bars.next_end, sorted((key, bar.__getstate__()) for key, bar in bars.bars.items())
+
+
+TRADE_FIELDS = st.tuples(st.integers(0, 153_000), st.sampled_from([0.1, 0.3, 10.0, 1e-8, 12345.678]),
+                         st.sampled_from([0.001, 0.7, 3.0, 1e-5]), st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(calls=st.lists(st.tuples(
+    st.sampled_from([2_500, 20_000, 153_000]),   # how far the call's trades spread: 1 to 60 windows
+    st.one_of(st.lists(TRADE_FIELDS, min_size=1, max_size=5), st.lists(TRADE_FIELDS, min_size=16, max_size=80)),
+    st.integers(-5_000, 120_000)), min_size=1, max_size=4))
+def test_a_call_s_trades_added_together_make_the_bars_they_make_one_by_one(calls):
+    """add_all's array path (many trades per window) and its fallback (spread out or few) against
+    `add` trade by trade: the same bars bit for bit, the same timers, the same late trades."""
+    together, one_by_one, trade_id = OpenBars(), OpenBars(), 0
+    for spread, fields, watermark_offset in calls:
+        trades = []
+        for ms, price, qty, maker in fields:
+            trade_id += 1
+            trades.append(trade(trade_id, ms % spread - 3_000, price, qty, maker))
+        watermark = T0 + watermark_offset
+        expected_timers, expected_late = [], {}
+        for row, t in enumerate(trades):
+            timers, late = one_by_one.add(t, watermark)
+            expected_timers += timers
+            if late:
+                expected_late[row] = late
+        timers, late = together.add_all([tuple(t) for t in trades], watermark, *_columns(trades))
+        assert sorted(timers) == sorted(expected_timers) and late == expected_late
+        assert repr(_state(together)) == repr(_state(one_by_one))
+        closed = together.close_until(watermark + 1_000, "ETHUSDT")
+        assert repr(closed) == repr(one_by_one.close_until(watermark + 1_000, "ETHUSDT"))
+
+
+def test_many_trades_in_few_windows_take_the_array_path():
+    """The property above must cover the array path: a call of 40 trades in two seconds does."""
+    from flink_jobs.bars import COLUMNAR_MIN_TRADES, TRADES_PER_WINDOW
+
+    trades = [trade(i, i * 50, 10.0 + i % 7, 0.5 + i % 3, i % 2 == 0) for i in range(40)]
+    assert len(trades) >= COLUMNAR_MIN_TRADES and 40 // TRADES_PER_WINDOW >= 2
+    bars, calls = OpenBars(), []
+    original = OpenBars._join_rows
+    OpenBars._join_rows = lambda self, *args: calls.append(args[0]) or original(self, *args)
+    try:
+        bars.add_all([tuple(t) for t in trades], -2**63, *_columns(trades))
+    finally:
+        OpenBars._join_rows = original
+    assert calls == [1, 1, 60]

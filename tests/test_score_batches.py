@@ -126,11 +126,11 @@ def call(operator, state, symbol, ids):
 
 
 def waiting(state, symbol):
-    return [trade.trade_id for trade, _ in state.restored(symbol).waiting]
+    return [trade_id for chunk in state.restored(symbol).waiting for trade_id in chunk.trade_ids()]
 
 
 def pending(operator):
-    return [trade.trade_id for trade, _ in operator.pending]
+    return [trade_id for chunk in operator.pending for trade_id in chunk.trade_ids()]
 
 
 def store_records(out):
@@ -346,3 +346,26 @@ def test_packed_candidates_come_back_equal_each_trade_s_methods_sharing_its_trad
         [c._replace(if_score=repr(c.if_score)) for c in found]   # NaN != NaN, its repr is
     assert all(type(c.trade) is Trade and type(c.features) is TradeFeatures for c in back)
     assert back[0].trade is back[1].trade and back[2].trade is not back[0].trade
+
+
+def test_trades_a_previous_version_left_waiting_as_pairs_are_scored_after_a_restore():
+    """Before the columnar batch (fifteenth round of issue 7) a record held its waiting trades as
+    (Trade, TradeFeatures) pairs: a savepoint of that version restores them, ahead of new trades,
+    with the features they had."""
+    from flink_jobs.features.symbol_state import SymbolState, observe_all
+    from flink_jobs.scoring_state import SymbolRecord
+
+    saved_trades = [Trade._make(t) for t in trades("BTCUSDT", [1, 2, 3])]
+    features = SymbolState(app_config.load({}).detection.window_size)
+    pairs = list(zip(saved_trades, observe_all(features, saved_trades)))
+    operator, state = scoring_operator()
+    state.key = "BTCUSDT"
+    state.update(SymbolRecord(features, None, pairs))
+
+    out = call(operator, state, "BTCUSDT", [4])                   # the restored three fill the batch of 4
+
+    assert scored_ids(out) == [1, 2, 3, 4]
+    stored = payloads_table("trades", [rows for table, rows in store_records(out)]).to_pylist()
+    assert [(row["log_return"], row["price_mean"]) for row in stored[:3]] == \
+        [(f.log_return, f.price_mean) for _, f in pairs]
+    assert waiting(state, "BTCUSDT") == []

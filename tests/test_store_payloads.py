@@ -4,12 +4,15 @@ either, or both at once (a checkpoint of an earlier version holds rows), into th
 import math
 import pickle
 
+import numpy as np
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import config as app_config
 from flink_jobs.features.symbol_state import SymbolState, observe_all
-from flink_jobs.operators import COLUMNAR_MIN_ROWS, StoreSink, trade_row, trades_payload
+from flink_jobs.operators import COLUMNAR_MIN_ROWS, StoreSink, trade_row, trade_rows, trades_payload
+from flink_jobs.scoring_batch import Batch, Chunk
 from flink_jobs.store import arrow_stream, payload_rows, payloads_table, to_arrow
 from flink_jobs.trades import Trade
 from tests.test_score_batches import Context, RuntimeContext, call, scoring_operator, store_records
@@ -30,19 +33,29 @@ def scored(moves: list) -> tuple[list, list, list]:
     return trades, observe_all(state, trades), [score for _, _, score, _, _ in moves]
 
 
+def as_batch(trades: list, features: list, cut: int) -> Batch:
+    """The trades as a scoring batch of two chunks, cut at `cut` (a chunk per call of the symbol)."""
+    pairs = list(zip(trades, features))
+    return Batch([chunk for chunk in (Chunk.from_pairs(trades[0].symbol, pairs[:cut]),
+                                      Chunk.from_pairs(trades[0].symbol, pairs[cut:])) if len(chunk)])
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(prices, sizes, scores, st.booleans(), st.integers(0, 5_000)), min_size=1, max_size=300),
-       st.sampled_from(["", "20260101T000000Z"]))
-def test_a_batch_s_arrow_stream_holds_exactly_its_rows_values(moves, version):
+       st.sampled_from(["", "20260101T000000Z"]), st.integers(0, 300))
+def test_a_batch_s_arrow_stream_and_tuples_hold_exactly_its_rows_values(moves, version, cut):
     """Bit for bit (the stream's bytes): every column in its place, quote_qty the same product,
-    NaN and infinite scores, the float32 columns rounded the same way."""
+    NaN and infinite scores, the float32 columns rounded the same way; the tuples of a small batch
+    are trade_row's."""
     trades, features, if_scores = scored(moves)
+    scoring = as_batch(trades, features, cut)
 
-    payload = trades_payload(trades, features, if_scores, version)
+    payload = trades_payload(scoring, np.array(if_scores, dtype=np.float64), version)
 
     rows = [trade_row(t, f, s, version)[1] for t, f, s in zip(trades, features, if_scores)]
     assert payload == arrow_stream(to_arrow("trades", rows))
     assert payload_rows(payload) == len(rows)
+    assert repr(trade_rows(scoring, if_scores, version)) == repr(rows)   # repr: NaN != NaN
 
 
 def test_only_a_batch_of_at_least_columnar_min_rows_travels_as_a_stream():
@@ -87,7 +100,7 @@ def test_the_sink_inserts_rows_and_streams_of_a_table_together_and_counts_both(t
     cfg = app_config.load({"CHDB_PATH": str(tmp_path / "chdb"), "SINK_BATCH_SIZE": "100000"})
     trades, features, if_scores = scored([(100.0 + i, 1.0, 0.1, i % 2 == 0, 10) for i in range(200)])
     as_rows = [trade_row(t, f, s, "v1")[1] for t, f, s in zip(trades[:70], features, if_scores)]
-    as_stream = trades_payload(trades[70:], features[70:], if_scores[70:], "v1")
+    as_stream = trades_payload(as_batch(trades[70:], features[70:], 60), np.array(if_scores[70:]), "v1")
     sink = StoreSink(cfg.store)
     sink.open(SinkContext(ListState()))
     try:

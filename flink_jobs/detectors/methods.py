@@ -22,7 +22,7 @@ from config import DetectionConfig
 from flink_jobs.detectors.base import (SEVERITY_ORDER, Anomaly, describe_features, iforest_severity,
                                        zscore_severity)
 from flink_jobs.detectors.zscore import ZScoreDetector
-from flink_jobs.features.symbol_state import TradeFeatures
+from flink_jobs.features.symbol_state import FEATURE_COUNT, TradeFeatures
 from flink_jobs.trades import Trade
 
 
@@ -41,11 +41,38 @@ def _never(_features) -> None:
 def score_batch(model, features: list[TradeFeatures]) -> ScoredBatch:
     """One onnxruntime call for the whole batch. Without a model (DETECTION_METHODS=zscore) the
     scores are NaN and neither fire the forest nor confirm a z-score."""
+    matrix = np.array([f.vector() for f in features], dtype=np.float32).reshape(len(features), FEATURE_COUNT)
+    scored = score_matrix(model, matrix)
+    return scored._replace(scores=scored.scores.tolist(), labels=scored.labels.tolist())
+
+
+def score_matrix(model, rows: np.ndarray) -> ScoredBatch:
+    """score_batch for the model's input columns as a float32 matrix; scores and labels as arrays."""
     if model is None:
-        return ScoredBatch([math.nan] * len(features), [1] * len(features), "", -math.inf, _never)
-    scores, labels = model.score(np.array([f.vector() for f in features], dtype=np.float32))
-    return ScoredBatch(scores.tolist(), labels.tolist(), model.version, model.combined_threshold,
-                       model.beyond_training)
+        return ScoredBatch(np.full(len(rows), math.nan), np.ones(len(rows), dtype=np.int64), "", -math.inf, _never)
+    scores, labels = model.score(rows)
+    return ScoredBatch(scores, labels, model.version, model.combined_threshold, model.beyond_training)
+
+
+def candidate_rows(config: DetectionConfig, features: np.ndarray, thresholds: np.ndarray,
+                   labels: np.ndarray) -> np.ndarray:
+    """Rows of a scored batch (TradeFeatures' fields per row, each row's z-score threshold and
+    forest label) for which a method may fire: `candidates` decides for these alone. A superset of
+    the rows it returns something for: a label of -1, or enough history and one of the three
+    z-scores at the threshold (ZScoreDetector.fires: the strongest of them is one of them; NaN
+    compares false in both)."""
+    if not len(features):
+        return np.empty(0, dtype=np.int64)
+    column = _FEATURE_INDEX
+    z_return, volume_z, rate_z = (features[:, column[name]] for name in ("z_return", "volume_z", "rate_z"))
+    with np.errstate(invalid="ignore"):
+        zscore_may_fire = (features[:, column["history"]] >= config.min_history) & (
+            (np.abs(z_return) >= thresholds) | (np.maximum(volume_z, 0.0) >= thresholds)
+            | (np.maximum(rate_z, 0.0) >= thresholds))
+    return np.flatnonzero(zscore_may_fire | (labels == -1))
+
+
+_FEATURE_INDEX = {name: i for i, name in enumerate(TradeFeatures._fields)}
 
 
 class Candidate(NamedTuple):

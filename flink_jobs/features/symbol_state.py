@@ -271,27 +271,44 @@ class Repeated(NamedTuple):
 
 def observe_all(state: SymbolState, trades: Sequence[Trade]) -> list:
     """Features of each trade against the windows before it, which it then joins; Repeated for a
-    trade whose id is not above the last seen then (is_replay_of_seen_trade).
+    trade whose id is not above the last seen then (is_replay_of_seen_trade). observe_columns
+    with the answers as named tuples."""
+    if not trades:
+        return []
+    _, ids, prices, qtys, times, _, makers = zip(*trades)
+    out, status = observe_columns(state, *trade_columns(ids, prices, qtys, times, makers))
+    make = TradeFeatures._make
+    features: list = []
+    for row, skipped in zip(out.tolist(), status.tolist()):
+        row[HISTORY] = int(row[HISTORY])
+        features.append(Repeated(row[HISTORY]) if skipped else make(row))
+    return features
+
+
+def trade_columns(ids, prices, qtys, times, makers) -> tuple:
+    """The arrays observe_columns takes, from sequences of the trades' fields."""
+    return (np.array(ids, dtype=np.int64), np.array(prices, dtype=np.float64), np.array(qtys, dtype=np.float64),
+            np.array(times, dtype=np.int64), np.array(makers, dtype=np.bool_))
+
+
+def observe_columns(state: SymbolState, ids: np.ndarray, prices: np.ndarray, qtys: np.ndarray,
+                    times: np.ndarray, makers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(features, status) of a symbol's trades given as columns (trade_columns): row t of the
+    (n, 18) float matrix holds TradeFeatures' fields of trade t in order (`history` as a float),
+    and status[t] is kernel.SKIPPED for a trade whose id is not above the last seen (its row's last
+    column is that id; the state is untouched by it).
 
     One compiled call covers the trades (kernel.observe_batch): the features were the hottest
     code of the job, 11-13 µs per trade interpreted (docs/performance.md). Every value is the same
     operation in the same order as the interpreted definition, so features are equal bit for bit
     (tests/test_features.py holds them against digests recorded with it, and against numpy
     references of each definition)."""
-    n = len(trades)
-    if not n:
-        return []
-    _, ids, prices, qtys, times, _, makers = zip(*trades)
-    ids = np.array(ids, dtype=np.int64)
-    prices = np.array(prices, dtype=np.float64)
-    qtys = np.array(qtys, dtype=np.float64)
-    times = np.array(times, dtype=np.int64)
-    makers = np.array(makers, dtype=np.bool_)
+    n = len(ids)
     out = np.empty((n, kernel.OUT_COLUMNS))
     status = np.zeros(n, dtype=np.uint8)
     layout = Layout.of(state.window).array
     begin = 0
-    while True:
+    while n:
         begin, why = kernel.observe_batch(state.floats, state.ints, state.times, ids, prices, qtys, times, makers,
                                           begin, out, status, layout, KERNEL_CONSTANTS)
         if why == kernel.DONE:
@@ -300,12 +317,7 @@ def observe_all(state: SymbolState, trades: Sequence[Trade]) -> list:
             state._recompute_due()
         else:
             state._grow_times()
-    make = TradeFeatures._make
-    features: list = []
-    for row, skipped in zip(out.tolist(), status.tolist()):
-        row[HISTORY] = int(row[HISTORY])
-        features.append(Repeated(row[HISTORY]) if skipped else make(row))
-    return features
+    return out, status
 
 
 def observe(state: SymbolState, trade: Trade) -> TradeFeatures:
