@@ -2,12 +2,14 @@
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from config import load
 from flink_jobs.detectors.iforest import beyond_training
-from flink_jobs.detectors.methods import ScoredBatch, candidates, explain
+from flink_jobs.detectors.methods import ScoredBatch, candidate_rows, candidates, explain
 from flink_jobs.detectors.zscore import ZScoreDetector
-from flink_jobs.features.symbol_state import SymbolState, observe
+from flink_jobs.features.symbol_state import SymbolState, TradeFeatures, observe
 from flink_jobs.trades import Trade
 
 RANGES = {"z_return": [-8.0, 9.0], "volume_z": [-12.0, 3.9], "rate_z": [-0.5, 7.0]}
@@ -72,3 +74,37 @@ def test_without_a_zscore_alert_nothing_is_combined():
 def test_returns_are_novel_on_either_side(value, expected):
     _, f = features_of(2.0)
     assert (beyond_training(RANGES, f._replace(z_return=value)) is not None) is expected
+
+
+Z_VALUES = st.one_of(st.sampled_from([math.nan, math.inf, -math.inf, 0.0, 4.0, -4.0, 3.999999, 0.5, -0.5, 2.5]),
+                     st.floats(-50, 50))
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(st.tuples(Z_VALUES, Z_VALUES, Z_VALUES, st.integers(0, 120), st.sampled_from([-1, 1]),
+                               st.floats(-0.3, 0.3)), min_size=1, max_size=40),
+       threshold=st.sampled_from([4.0, 0.5, 2.5]))
+def test_the_rows_a_method_may_fire_for_include_every_row_it_fires_for(rows, threshold):
+    """The scoring flush asks `candidates()` only for candidate_rows: for rows at the threshold
+    exactly, NaN and infinite z-scores, short history and both labels, none may be left out."""
+    import numpy as np
+
+    config = load({"DETECTION_METHODS": "zscore,iforest,combined", "ZSCORE_THRESHOLDS": f"BTCUSDT={threshold}",
+                   "MIN_HISTORY": "50"}).detection
+    zscore = ZScoreDetector(config)
+    trade = Trade("BTCUSDT", 1, 100.0, 1.0, 0, 0, False)
+    names = TradeFeatures._fields
+    matrix, labels, scores = [], [], []
+    for z_return, volume_z, rate_z, history, label, score in rows:
+        values = dict.fromkeys(names, 0.0)
+        values.update(z_return=z_return, volume_z=volume_z, rate_z=rate_z, history=history)
+        matrix.append([values[name] for name in names])
+        labels.append(label)
+        scores.append(score)
+    batch = ScoredBatch(scores, labels, "v1", -0.05, lambda f: None)
+    fires = [i for i, row in enumerate(matrix)
+             if candidates(config, zscore, trade, TradeFeatures._make(row[:-1] + [int(row[-1])]), scores[i],
+                           labels[i], batch)]
+    assert zscore.threshold("BTCUSDT") == threshold
+    chosen = candidate_rows(config, np.array(matrix), np.full(len(matrix), threshold), np.array(labels)).tolist()
+    assert set(fires) <= set(chosen)

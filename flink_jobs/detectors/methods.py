@@ -58,18 +58,17 @@ def candidate_rows(config: DetectionConfig, features: np.ndarray, thresholds: np
                    labels: np.ndarray) -> np.ndarray:
     """Rows of a scored batch (TradeFeatures' fields per row, each row's z-score threshold and
     forest label) for which a method may fire: `candidates` decides for these alone. A superset of
-    the rows it returns something for: a label of -1, or enough history and one of the three
-    z-scores at the threshold (ZScoreDetector.fires: the strongest of them is one of them; NaN
-    compares false in both)."""
+    the rows it returns something for: enough history (every method needs it), and a label of -1
+    or one of the three z-scores at the threshold (ZScoreDetector.fires: the strongest of them is
+    one of them; NaN compares false in both)."""
     if not len(features):
         return np.empty(0, dtype=np.int64)
     column = _FEATURE_INDEX
     z_return, volume_z, rate_z = (features[:, column[name]] for name in ("z_return", "volume_z", "rate_z"))
     with np.errstate(invalid="ignore"):
-        zscore_may_fire = (features[:, column["history"]] >= config.min_history) & (
-            (np.abs(z_return) >= thresholds) | (np.maximum(volume_z, 0.0) >= thresholds)
-            | (np.maximum(rate_z, 0.0) >= thresholds))
-    return np.flatnonzero(zscore_may_fire | (labels == -1))
+        zscore_may_fire = ((np.abs(z_return) >= thresholds) | (np.maximum(volume_z, 0.0) >= thresholds)
+                           | (np.maximum(rate_z, 0.0) >= thresholds))
+    return np.flatnonzero((features[:, column["history"]] >= config.min_history) & (zscore_may_fire | (labels == -1)))
 
 
 _FEATURE_INDEX = {name: i for i, name in enumerate(TradeFeatures._fields)}
