@@ -458,7 +458,8 @@ class ScoreTrades(KeyedProcessFunction):
             return
         rest: Chunk | None = chunk
         while rest is not None:
-            room = self.detection.iforest_batch_size - self.pending_rows
+            # A restore can leave the batch fuller than its size (_record): then one trade fills it.
+            room = max(self.detection.iforest_batch_size - self.pending_rows, 1)
             piece, rest = rest.split(room) if len(rest) > room else (rest, None)
             record.waiting.append(piece)
             self._hold(piece.symbol, [piece], ctx, len(piece))

@@ -348,24 +348,28 @@ def test_packed_candidates_come_back_equal_each_trade_s_methods_sharing_its_trad
     assert back[0].trade is back[1].trade and back[2].trade is not back[0].trade
 
 
-def test_trades_a_previous_version_left_waiting_as_pairs_are_scored_after_a_restore():
+@pytest.mark.parametrize("saved, sent, scored, left", [
+    ([1, 2, 3], [4], [1, 2, 3, 4], []),                 # the restored three and one new fill the batch of 4
+    ([1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12], list(range(1, 12)), [12]),   # restored beyond the batch size
+])
+def test_trades_a_previous_version_left_waiting_as_pairs_are_scored_after_a_restore(saved, sent, scored, left):
     """Before the columnar batch (fifteenth round of issue 7) a record held its waiting trades as
     (Trade, TradeFeatures) pairs: a savepoint of that version restores them, ahead of new trades,
     with the features they had."""
     from flink_jobs.features.symbol_state import SymbolState, observe_all
     from flink_jobs.scoring_state import SymbolRecord
 
-    saved_trades = [Trade._make(t) for t in trades("BTCUSDT", [1, 2, 3])]
+    saved_trades = [Trade._make(t) for t in trades("BTCUSDT", saved)]
     features = SymbolState(app_config.load({}).detection.window_size)
     pairs = list(zip(saved_trades, observe_all(features, saved_trades)))
     operator, state = scoring_operator()
     state.key = "BTCUSDT"
     state.update(SymbolRecord(features, None, pairs))
 
-    out = call(operator, state, "BTCUSDT", [4])                   # the restored three fill the batch of 4
+    out = call(operator, state, "BTCUSDT", sent)
 
-    assert scored_ids(out) == [1, 2, 3, 4]
+    assert scored_ids(out) == scored
     stored = payloads_table("trades", [rows for table, rows in store_records(out)]).to_pylist()
-    assert [(row["log_return"], row["price_mean"]) for row in stored[:3]] == \
+    assert [(row["log_return"], row["price_mean"]) for row in stored[:len(saved)]] == \
         [(f.log_return, f.price_mean) for _, f in pairs]
-    assert waiting(state, "BTCUSDT") == []
+    assert waiting(state, "BTCUSDT") == pending(operator) == left
