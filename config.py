@@ -248,9 +248,11 @@ class JobConfig:
         "Longest a Python operator holds its output before handing it on (python.fn-execution.bundle.time)",
         minimum=1, maximum=3_600_000)
     python_arrow_batch_size: int = setting(
-        "PYTHON_ARROW_BATCH_SIZE", 10_000,
+        "PYTHON_ARROW_BATCH_SIZE", 1_000,
         "Raw messages parsed together (python.fn-execution.arrow.batch.size, at most PYTHON_BUNDLE_SIZE): "
-        "a symbol's trades of a batch reach scoring as one record. A bundle's end sends a partial batch",
+        "a symbol's trades of a batch reach scoring as one record. A bundle's end sends a partial batch. "
+        "The batch is held in the TaskManager's direct memory, up to 64 KiB a batch message: raise it "
+        "(10000-50000) only for single-trade messages of many sparse symbols",
         minimum=1, maximum=10_000_000)
     python_state_cache_size: int = setting(
         "PYTHON_STATE_CACHE_SIZE", 20_000,
