@@ -34,8 +34,8 @@ from flink_jobs.detectors.base import Anomaly
 from flink_jobs.detectors.methods import (Candidate, Cooldown, ScoredBatch, candidate_rows, candidates, explain,
                                           score_matrix)
 from flink_jobs.detectors.zscore import ZScoreDetector
-from flink_jobs.features.symbol_state import HISTORY, SymbolState, TradeFeatures, observe_columns
-from flink_jobs.scoring_batch import Batch, Chunk, trade_arrays
+from flink_jobs.features.symbol_state import HISTORY, SymbolState, TradeFeatures, observe_columns, trade_arrays
+from flink_jobs.scoring_batch import Batch, Chunk
 from flink_jobs.scoring_state import STATE_NAME, EarlierLayout, SymbolRecord
 from flink_jobs.store import arrow_stream, payload_rows, table_of
 from flink_jobs.parse_batches import group_batch

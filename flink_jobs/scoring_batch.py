@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from flink_jobs.features.symbol_state import FEATURE_COUNT, HISTORY, TradeFeatures, kernel, trade_columns
+from flink_jobs.features.symbol_state import FEATURE_COUNT, HISTORY, TradeFeatures, kernel, trade_arrays
 from flink_jobs.state_pickling import StdlibPickled
 from flink_jobs.trades import Trade
 
@@ -81,15 +81,6 @@ class Chunk(StdlibPickled):
         self.symbol, self.trades, features = state
         self.features = np.frombuffer(features, dtype=np.float64).reshape(-1, OUT_COLUMNS)
         self._columns = None
-
-
-def trade_arrays(trades: list) -> tuple:
-    """Columns of plain trade tuples, as observe_columns takes them: (ids, prices, qtys, trade
-    times, buyer-maker flags)."""
-    if not trades:
-        return trade_columns((), (), (), (), ())
-    _, ids, prices, qtys, times, _, makers = zip(*trades)
-    return trade_columns(ids, prices, qtys, times, makers)
 
 
 class Batch:

@@ -275,14 +275,22 @@ def observe_all(state: SymbolState, trades: Sequence[Trade]) -> list:
     with the answers as named tuples."""
     if not trades:
         return []
-    _, ids, prices, qtys, times, _, makers = zip(*trades)
-    out, status = observe_columns(state, *trade_columns(ids, prices, qtys, times, makers))
+    out, status = observe_columns(state, *trade_arrays(trades))
     make = TradeFeatures._make
     features: list = []
     for row, skipped in zip(out.tolist(), status.tolist()):
         row[HISTORY] = int(row[HISTORY])
         features.append(Repeated(row[HISTORY]) if skipped else make(row))
     return features
+
+
+def trade_arrays(trades: Sequence) -> tuple:
+    """Columns of trades (Trade or plain tuples in its field order), as observe_columns takes them:
+    (ids, prices, qtys, trade times, buyer-maker flags)."""
+    if not trades:
+        return trade_columns((), (), (), (), ())
+    _, ids, prices, qtys, times, _, makers = zip(*trades)
+    return trade_columns(ids, prices, qtys, times, makers)
 
 
 def trade_columns(ids, prices, qtys, times, makers) -> tuple:
