@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from flink_jobs.state_pickling import StdlibPickled
+from flink_jobs.trade_block import TradeColumns
 from flink_jobs.trades import Trade
 
 # Bar lengths the job builds, seconds (the `interval_s` column of the bars table).
@@ -143,11 +144,11 @@ class OpenBars(StdlibPickled):
                 bar.add(trade)
         return new_timers, late
 
-    def add_all(self, trades: list, watermark_ms: int, times: np.ndarray, ids: np.ndarray, prices: np.ndarray,
-                qtys: np.ndarray, makers: np.ndarray) -> tuple[list[int], dict[int, list[int]]]:
-        """Adds a symbol's trades of one call, in arrival order, all against one watermark: the
-        trades as tuples and their fields as arrays (trade ids increasing: repeats are dead letters
-        before bars). Returns (sweep timer instants to register, {row: intervals it was late for}).
+    def add_all(self, chunk, watermark_ms: int) -> tuple[list[int], dict[int, list[int]]]:
+        """Adds a symbol's trades of one call (a scoring_batch.Chunk: its symbol, its trades as
+        columns and, made once when asked for, as tuples), in arrival order, all against one
+        watermark (trade ids increasing: repeats are dead letters before bars). Returns (sweep
+        timer instants to register, {row: intervals it was late for}).
 
         The bars come out equal to `add` one trade at a time, bit for bit. Per interval, a window
         that holds many of the trades is updated once, from arrays: high and low are a max and a
@@ -157,8 +158,10 @@ class OpenBars(StdlibPickled):
         as many windows as there are trades (a sparse symbol), they go one by one."""
         new_timers: list = []
         late: dict[int, list[int]] = {}
-        if len(trades) < COLUMNAR_MIN_TRADES:
-            for row, trade in enumerate(trades):
+        symbol, trades = chunk.symbol, chunk.columns
+        times, count = trades.trade_times, len(chunk)
+        if count < COLUMNAR_MIN_TRADES:
+            for row, trade in enumerate(chunk.trades):
                 timers, missed = self.add(Trade._make(trade), watermark_ms)
                 new_timers += timers
                 if missed:
@@ -170,8 +173,8 @@ class OpenBars(StdlibPickled):
             order = np.argsort(starts, kind="stable")   # each window's trades together, in arrival order
             ordered = starts[order]
             bounds = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
-            if len(bounds) + 1 > len(trades) // TRADES_PER_WINDOW:
-                for row, trade in enumerate(trades):
+            if len(bounds) + 1 > count // TRADES_PER_WINDOW:
+                for row, trade in enumerate(chunk.trades):
                     missed = []
                     self._join(interval_s, Trade._make(trade), watermark_ms, new_timers, missed)
                     if missed:
@@ -183,7 +186,7 @@ class OpenBars(StdlibPickled):
                     for row in rows.tolist():
                         late.setdefault(row, []).append(interval_s)
                     continue
-                self._join_rows(interval_s, start, rows, trades, times, ids, prices, qtys, makers, new_timers)
+                self._join_rows(interval_s, start, rows, symbol, trades, new_timers)
         return new_timers, late
 
     def _join(self, interval_s: int, trade: Trade, watermark_ms: int, new_timers: list, late: list) -> None:
@@ -207,12 +210,14 @@ class OpenBars(StdlibPickled):
             self.timers.add(sweep)
             new_timers.append(sweep)
 
-    def _join_rows(self, interval_s: int, start: int, rows: np.ndarray, trades: list, times, ids, prices, qtys,
-                   makers, new_timers: list) -> None:
+    def _join_rows(self, interval_s: int, start: int, rows: np.ndarray, symbol: str, trades: TradeColumns,
+                   new_timers: list) -> None:
         """One window's trades (rows, in arrival order) into its bar, as `Bar.add` would one by one."""
+        ids, times, prices, qtys, makers = trades.ids, trades.trade_times, trades.prices, trades.qtys, trades.makers
         bar = self.bars.get((interval_s, start))
         if bar is None:
-            bar = self.bars[(interval_s, start)] = Bar(Trade._make(trades[rows[0]]))
+            first = int(rows[0])
+            bar = self.bars[(interval_s, start)] = Bar(Trade(symbol, *(column[first].item() for column in trades)))
             self._opened(window_end_ms(start, interval_s), new_timers)
             rows = rows[1:]
             if not len(rows):

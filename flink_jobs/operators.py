@@ -34,11 +34,12 @@ from flink_jobs.detectors.base import Anomaly
 from flink_jobs.detectors.methods import (Candidate, Cooldown, ScoredBatch, candidate_rows, candidates, explain,
                                           score_matrix)
 from flink_jobs.detectors.zscore import ZScoreDetector
-from flink_jobs.features.symbol_state import HISTORY, SymbolState, TradeFeatures, observe_columns, trade_arrays
+from flink_jobs.features.symbol_state import HISTORY, SymbolState, TradeFeatures, observe_columns
 from flink_jobs.scoring_batch import Batch, Chunk
 from flink_jobs.scoring_state import STATE_NAME, EarlierLayout, SymbolRecord
 from flink_jobs.store import arrow_stream, payload_rows, table_of
 from flink_jobs.parse_batches import group_batch
+from flink_jobs.trade_block import from_tuples, unpack
 from flink_jobs.trades import InvalidTrade, Trade, dead_letter_raw
 from flink_jobs.worker_gc import settle_after_open
 
@@ -149,9 +150,10 @@ def trades_payload(scoring: Batch, if_scores: np.ndarray, model_version: str) ->
     an eighth of its worker, and the tuples cost a pickling at each of their four crossings
     (docs/performance.md, "Thirteenth round")."""
     features = scoring.features
-    price, qty = scoring.column(1), scoring.column(2)
-    columns = [scoring.symbols(), scoring.column(0), scoring.column(3), scoring.event_times(), price, qty,
-               price * qty, scoring.column(4), *(features[:, _FEATURE_INDEX[name]] for name in STORED_FEATURES),
+    price, qty = scoring.column("prices"), scoring.column("qtys")
+    columns = [scoring.symbols(), scoring.column("ids"), scoring.column("trade_times"), scoring.column("event_times"),
+               price, qty, price * qty, scoring.column("makers"),
+               *(features[:, _FEATURE_INDEX[name]] for name in STORED_FEATURES),
                if_scores, pa.repeat(pa.scalar(model_version, pa.string()), scoring.rows)]
     return arrow_stream(table_of("trades", columns))
 
@@ -395,8 +397,9 @@ class ScoreTrades(KeyedProcessFunction):
         self.sampled_log = _SampledLog()
         settle_after_open()
 
-    def process_element(self, trades: list, ctx: KeyedProcessFunction.Context):
-        """A symbol's trades of one parse batch, as plain tuples (flink_jobs/parse_batches.py)."""
+    def process_element(self, trades, ctx: KeyedProcessFunction.Context):
+        """A symbol's trades of one parse batch: a trade block, or a few as a list of plain tuples
+        (flink_jobs/parse_batches.py)."""
         symbol = ctx.get_current_key()
         record, _ = self._record(symbol, ctx)
         out: list = []
@@ -404,9 +407,13 @@ class ScoreTrades(KeyedProcessFunction):
             record.features = SymbolState(self.detection.window_size)
         # The features of all of them in one compiled call: each trade's depend on the symbol's
         # earlier trades alone, not on the bars or the batch that the steps below handle.
-        columns = trade_arrays(trades)
-        features, status = observe_columns(record.features, *columns)
-        chunk = Chunk(symbol, trades, features, columns)
+        if type(trades) is bytes:
+            columns, trades = unpack(trades), None
+        else:
+            columns = from_tuples(trades)
+        features, status = observe_columns(record.features, columns.ids, columns.prices, columns.qtys,
+                                           columns.trade_times, columns.makers)
+        chunk = Chunk(symbol, columns, features, trades)
         if np.count_nonzero(status):
             chunk = self._drop_repeats(chunk, status, out)
         if len(chunk):
@@ -456,11 +463,12 @@ class ScoreTrades(KeyedProcessFunction):
             self.pending_rows += len(chunk)
             self._flush(record, out)
             return
-        rest: Chunk | None = chunk
-        while rest is not None:
+        start, size = 0, len(chunk)
+        while start < size:
             # A restore can leave the batch fuller than its size (_record): then one trade fills it.
             room = max(self.detection.iforest_batch_size - self.pending_rows, 1)
-            piece, rest = rest.split(room) if len(rest) > room else (rest, None)
+            piece = chunk if start == 0 and size <= room else chunk.rows(start, start + room)
+            start += len(piece)
             record.waiting.append(piece)
             self._hold(piece.symbol, [piece], ctx, len(piece))
             # Full, or due: a busy stream flushes here, without waiting for the timer's round trip
@@ -567,8 +575,7 @@ class ScoreTrades(KeyedProcessFunction):
             record.bars = OpenBars()
         bars, symbol = record.bars, chunk.symbol
         closed = bars.close_until(watermark, symbol)  # a trading symbol's bars close as it trades
-        ids, prices, qtys, times, makers = chunk.columns()
-        timers, late = bars.add_all(chunk.trades, watermark, times, ids, prices, qtys, makers)
+        timers, late = bars.add_all(chunk, watermark)
         for instant in timers:
             ctx.timer_service().register_event_time_timer(instant)
         if closed:

@@ -6,8 +6,9 @@ side whatever it holds (docs/performance.md). Parsing used to take each message 
 give each trade back as one, which the scoring operator then took in again: three crossings per
 trade. Here the messages reach Python in Arrow batches (a vectorized, "pandas" scalar function
 of the Table API), and each batch's valid trades leave grouped by symbol, so the keyed scoring
-operator takes a symbol's trades of a batch as one record. A batch message (one symbol's trades in
-one Kafka message, trades.parse_message) gives its trades to its symbol's group, or one dead letter.
+operator takes a symbol's trades of a batch as one record, as columns (flink_jobs/trade_block.py).
+A batch message (one symbol's trades in one Kafka message, trades.parse_message) gives its trades
+to its symbol's group, or one dead letter.
 
 A scalar function returns one row per input row; `group_batch` puts each symbol's group at the
 row of the symbol's last message in the batch, each invalid message's dead letter at its own row,
@@ -30,7 +31,10 @@ import pickle
 import time
 from typing import Callable, Iterable, NamedTuple, Sequence
 
-from flink_jobs.canonical_trades import parse_messages
+import numpy as np
+
+from flink_jobs.canonical_trades import parse_batch
+from flink_jobs.trade_block import pack
 from flink_jobs.trades import InvalidTrade
 
 # The key of a dead-letter row (no symbol is empty: config.SYMBOL_PATTERN); the job sends these
@@ -38,15 +42,20 @@ from flink_jobs.trades import InvalidTrade
 DEAD_LETTER_KEY = ""
 # The event time of a row that is not a trade group: below any trade time.
 NO_EVENT_TIME = -(2**63)
+# A symbol's group of at least this many trades leaves as a trade block; a smaller one as a list of
+# plain tuples: a block's fixed cost, about 5 µs to make and 3 to read, is more than the tuples of a
+# few trades cost (a sparse symbol has one or two in a batch; docs/performance.md, "Sixteenth round").
+BLOCK_MIN_TRADES = 16
 # The scoring operator unpickles its input with cloudpickle, which reads the standard library's
-# pickles; the standard pickler writes a list of plain tuples several times faster.
+# pickles; the standard pickler is several times faster.
 PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
 class BatchColumns(NamedTuple):
     """The output of one batch, one entry per input message: the key (symbol, DEAD_LETTER_KEY or
-    None), the pickled payload (a list of trade tuples, or a store record), the event time; how
-    many trades were parsed and how many messages rejected."""
+    None), the pickled payload (a symbol's trades as one trade block or, fewer than BLOCK_MIN_TRADES,
+    a list of plain tuples; or a store record), the event time; how many trades were parsed and how
+    many messages rejected."""
     keys: list
     payloads: list
     event_times: list
@@ -61,45 +70,41 @@ def group_batch(raws: Iterable, accepts: Callable[[str], bool],
 
     `dead_letter(reason, raw)` builds the store record for an invalid message, `on_rejected` is
     told about each (for logs)."""
-    keys: list = []
-    payloads: list = []
-    trades_by_symbol: dict[str, list] = {}
-    last_row: dict[str, int] = {}
-    earliest = None
-    rejected = 0
     if not isinstance(raws, Sequence):
         raws = list(raws)
     # One "now" for the batch's window of plausible times, for both paths.
-    results = parse_messages(raws, accepts, int(time.time() * 1000))
-    parsed = 0
-    for row, result in enumerate(results):
-        keys.append(None)
-        payloads.append(None)
-        kind = type(result)
-        if kind is tuple:
-            trades = (result,)
-        elif kind is list:   # a batch message: one symbol's trades
-            trades = result
-        else:
-            rejected += 1
-            raw = "" if raws[row] is None else raws[row]   # a Kafka record without a value (a tombstone)
-            if on_rejected is not None:
-                on_rejected(result, raw)
-            keys[row] = DEAD_LETTER_KEY
-            payloads[row] = pickle.dumps(dead_letter(str(result), raw), protocol=PICKLE_PROTOCOL)
-            continue
-        # Plain tuples: cloudpickle would pickle a named tuple's class by reference with every
-        # record. ScoreTrades names the fields again.
-        symbol = trades[0][0]
-        trades_by_symbol.setdefault(symbol, []).extend(trades)
-        last_row[symbol] = row
-        parsed += len(trades)
-        first = min(trade[4] for trade in trades) if kind is list else trades[0][4]
-        if earliest is None or first < earliest:
-            earliest = first
-    event_times = [NO_EVENT_TIME] * len(keys)
-    for symbol, row in last_row.items():
-        keys[row] = symbol
-        payloads[row] = pickle.dumps(trades_by_symbol[symbol], protocol=PICKLE_PROTOCOL)
-        event_times[row] = earliest
-    return BatchColumns(keys, payloads, event_times, parsed, rejected)
+    parsed = parse_batch(raws, accepts, int(time.time() * 1000))
+    keys: list = [None] * len(raws)
+    payloads: list = [None] * len(raws)
+    event_times: list = [NO_EVENT_TIME] * len(raws)
+    for row in sorted(parsed.errors):
+        error = parsed.errors[row]
+        raw = "" if raws[row] is None else raws[row]   # a Kafka record without a value (a tombstone)
+        if on_rejected is not None:
+            on_rejected(error, raw)
+        keys[row] = DEAD_LETTER_KEY
+        payloads[row] = pickle.dumps(dead_letter(str(error), raw), protocol=PICKLE_PROTOCOL)
+    trades = parsed.trades
+    if trades.size:
+        earliest = int(trades.trade_times.min())
+        # Each symbol's trades together, in message order (a stable sort), as one block.
+        order = np.argsort(parsed.codes, kind="stable")
+        codes, rows, grouped = parsed.codes[order], parsed.rows[order], trades.take(order)
+        bounds = (np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist()
+        as_tuples = None
+        for start, end in zip([0] + bounds, bounds + [len(codes)]):
+            row = int(rows[end - 1])   # the symbol's last message in the batch
+            keys[row] = symbol = parsed.names[codes[start]]
+            if end - start >= BLOCK_MIN_TRADES:
+                group = pack(grouped.take(slice(start, end)))
+            else:
+                as_tuples = as_tuples or _tuples(parsed.names, codes, grouped)
+                group = as_tuples[start:end]
+            payloads[row] = pickle.dumps(group, protocol=PICKLE_PROTOCOL)
+            event_times[row] = earliest
+    return BatchColumns(keys, payloads, event_times, trades.size, len(parsed.errors))
+
+
+def _tuples(names: list, codes: np.ndarray, trades) -> list[tuple]:
+    """Trades as plain tuples in Trade's field order, their symbols by code."""
+    return list(zip(map(names.__getitem__, codes.tolist()), *(column.tolist() for column in trades)))

@@ -3,68 +3,67 @@
 The scoring operator (operators.ScoreTrades) used to hold each waiting trade as a pair of named
 tuples, made per trade, taken apart again per trade for the model's matrix, the decision and the
 trades table's Arrow columns: about half of its 25 µs a trade (docs/performance.md, "Fifteenth
-round"). A Chunk keeps what one call brought as the parser sent it (plain tuples) beside their
-columns and the compiled loop's feature matrix, so a flush concatenates arrays; named tuples are
-made only for the few trades a method may fire for (methods.candidate_rows).
+round"). A Chunk keeps what one call brought as the parser sent it (the trades' columns,
+flink_jobs/trade_block.py) beside the compiled loop's feature matrix, so a flush concatenates
+arrays; tuples are made only where a trade is needed as one (the few a method may fire for,
+methods.candidate_rows; a dead letter; a small batch's rows).
 
 A Chunk also sits in its symbol's keyed record while it waits (scoring_state.SymbolRecord), so a
-checkpoint holds it: it pickles as the tuples and the matrix's bytes, its columns made again when
-it is read back.
+checkpoint holds it: it pickles as a trade block and the matrix's bytes.
 """
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
-from flink_jobs.features.symbol_state import FEATURE_COUNT, HISTORY, TradeFeatures, kernel, trade_arrays
+from flink_jobs.features.symbol_state import FEATURE_COUNT, HISTORY, TradeFeatures, kernel
 from flink_jobs.state_pickling import StdlibPickled
+from flink_jobs.trade_block import TradeColumns, from_tuples, pack, unpack
 from flink_jobs.trades import Trade
 
 OUT_COLUMNS = kernel.OUT_COLUMNS
 
 
 class Chunk(StdlibPickled):
-    """One symbol's trades (plain tuples in Trade's field order, arrival order), their columns and
-    their features (an (n, OUT_COLUMNS) float matrix, TradeFeatures' fields per row)."""
+    """One symbol's trades (as columns, arrival order) and their features (an (n, OUT_COLUMNS)
+    float matrix, TradeFeatures' fields per row)."""
 
-    __slots__ = ("symbol", "trades", "features", "_columns")
+    __slots__ = ("symbol", "columns", "features", "_trades")
 
-    def __init__(self, symbol: str, trades: list, features: np.ndarray, columns: tuple | None = None):
+    def __init__(self, symbol: str, columns: TradeColumns, features: np.ndarray, trades: list | None = None):
         self.symbol = symbol
-        self.trades = trades
+        self.columns = columns
         self.features = features
-        self._columns = columns
+        self._trades = trades   # the same trades as plain tuples, when at hand
 
     @classmethod
     def from_pairs(cls, symbol: str, pairs: list) -> "Chunk":
         """A chunk of (Trade, TradeFeatures) pairs: how earlier versions kept waiting trades."""
-        return cls(symbol, [tuple(trade) for trade, _ in pairs],
+        return cls(symbol, from_tuples([trade for trade, _ in pairs]),
                    np.array([tuple(features) for _, features in pairs], dtype=np.float64).reshape(-1, OUT_COLUMNS))
 
     def __len__(self) -> int:
-        return len(self.trades)
+        return len(self.features)
 
-    def columns(self) -> tuple:
-        """(trade ids, prices, qtys, trade times, buyer-maker flags) as arrays (trade_columns)."""
-        if self._columns is None:
-            self._columns = trade_arrays(self.trades)
-        return self._columns
+    @property
+    def trades(self) -> list:
+        """The trades as plain tuples in Trade's field order, made when first asked for."""
+        if self._trades is None:
+            self._trades = self.columns.tuples(self.symbol)
+        return self._trades
 
-    def split(self, at: int) -> tuple["Chunk", "Chunk"]:
-        """The first `at` trades and the rest."""
-        columns = self._columns
-        return (Chunk(self.symbol, self.trades[:at], self.features[:at],
-                      None if columns is None else tuple(c[:at] for c in columns)),
-                Chunk(self.symbol, self.trades[at:], self.features[at:],
-                      None if columns is None else tuple(c[at:] for c in columns)))
+    def rows(self, start: int, stop: int) -> "Chunk":
+        """The trades from `start` up to `stop`."""
+        return Chunk(self.symbol, self.columns.take(slice(start, stop)), self.features[start:stop],
+                     None if self._trades is None else self._trades[start:stop])
 
     def keep(self, rows: np.ndarray) -> "Chunk":
         """The chunk of the rows where `rows` (a boolean mask) is true."""
-        return Chunk(self.symbol, [t for t, kept in zip(self.trades, rows.tolist()) if kept], self.features[rows],
-                     None if self._columns is None else tuple(c[rows] for c in self._columns))
+        kept = None if self._trades is None else [t for t, keep in zip(self._trades, rows.tolist()) if keep]
+        return Chunk(self.symbol, self.columns.take(rows), self.features[rows], kept)
 
     def trade(self, row: int) -> Trade:
-        return Trade._make(self.trades[row])
+        return Trade(self.symbol, *(column[row].item() for column in self.columns))
 
     def trade_features(self, row: int) -> TradeFeatures:
         values = self.features[row].tolist()
@@ -72,15 +71,17 @@ class Chunk(StdlibPickled):
         return TradeFeatures._make(values)
 
     def trade_ids(self) -> list[int]:
-        return [t[1] for t in self.trades]
+        return self.columns.ids.tolist()
 
     def __getstate__(self):
-        return self.symbol, self.trades, self.features.tobytes()
+        return self.symbol, pack(self.columns), self.features.tobytes()
 
     def __setstate__(self, state):
-        self.symbol, self.trades, features = state
+        self.symbol, trades, features = state
+        # The sixteenth round's chunks hold a trade block; the fifteenth's, the trades as tuples.
+        self.columns = unpack(trades) if isinstance(trades, bytes) else from_tuples(trades)
         self.features = np.frombuffer(features, dtype=np.float64).reshape(-1, OUT_COLUMNS)
-        self._columns = None
+        self._trades = None
 
 
 class Batch:
@@ -106,15 +107,11 @@ class Batch:
         at = int(np.searchsorted(self.ends, row, side="right"))
         return self.chunks[at], row - (int(self.ends[at - 1]) if at else 0)
 
-    def column(self, index: int) -> np.ndarray:
-        """One of Chunk.columns() over the whole batch: 0 trade ids, 1 prices, 2 qtys, 3 trade times,
-        4 buyer-maker flags."""
+    def column(self, name: str) -> np.ndarray:
+        """One of the chunks' columns (a TradeColumns field) over the whole batch."""
         if len(self.chunks) == 1:
-            return self.chunks[0].columns()[index]
-        return np.concatenate([c.columns()[index] for c in self.chunks])
-
-    def event_times(self) -> np.ndarray:
-        return np.array([trade[5] for trade in self.trades()], dtype=np.int64)
+            return getattr(self.chunks[0].columns, name)
+        return np.concatenate([getattr(c.columns, name) for c in self.chunks])
 
     def trades(self) -> list:
         """The trades' tuples, in the batch's order."""

@@ -6,6 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flink_jobs.bars import SWEEP_MS, OpenBars, sweep_instant, window_start_ms
+from flink_jobs.scoring_batch import OUT_COLUMNS, Chunk
+from flink_jobs.trade_block import from_tuples
 from flink_jobs.trades import Trade
 
 T0 = 1675329600000  # 2023-02-02 09:20:00.000 UTC, a minute boundary
@@ -13,6 +15,14 @@ T0 = 1675329600000  # 2023-02-02 09:20:00.000 UTC, a minute boundary
 
 def trade(trade_id, ms, price, qty=1.0, buyer_maker=False):
     return Trade("ETHUSDT", trade_id, price, qty, T0 + ms, T0 + ms, buyer_maker)
+
+
+def _chunk(trades, as_tuples=False):
+    """A scoring call's trades as OpenBars.add_all takes them (features play no part in bars)."""
+    import numpy as np
+
+    return Chunk("ETHUSDT", from_tuples(trades), np.zeros((len(trades), OUT_COLUMNS)),
+                 [tuple(t) for t in trades] if as_tuples else None)
 
 
 def test_windows_are_epoch_aligned_and_half_open():
@@ -93,15 +103,6 @@ def test_open_bars_saved_before_the_sweep_grid_restore_with_their_next_end():
     assert [r[1] for r in legacy.close_until(2**63 - 1, "ETHUSDT")] == [1, 60]
 
 
-def _columns(trades):
-    import numpy as np
-
-    return (np.array([t.trade_time_ms for t in trades], dtype=np.int64),
-            np.array([t.trade_id for t in trades], dtype=np.int64),
-            np.array([t.price for t in trades]), np.array([t.qty for t in trades]),
-            np.array([t.is_buyer_maker for t in trades], dtype=np.bool_))
-
-
 def _state(bars):
     return sorted(bars.timers), bars.next_end, sorted((key, bar.__getstate__()) for key, bar in bars.bars.items())
 
@@ -131,7 +132,8 @@ def test_a_call_s_trades_added_together_make_the_bars_they_make_one_by_one(calls
             expected_timers += timers
             if late:
                 expected_late[row] = late
-        timers, late = together.add_all([tuple(t) for t in trades], watermark, *_columns(trades))
+        # The tuples as the parser sent a few trades, or made from the columns of a block
+        timers, late = together.add_all(_chunk(trades, as_tuples=len(calls) % 2 == 1), watermark)
         assert sorted(timers) == sorted(expected_timers) and late == expected_late
         assert repr(_state(together)) == repr(_state(one_by_one))
         closed = together.close_until(watermark + 1_000, "ETHUSDT")
@@ -148,7 +150,7 @@ def test_many_trades_in_few_windows_take_the_array_path():
     original = OpenBars._join_rows
     OpenBars._join_rows = lambda self, *args: calls.append(args[0]) or original(self, *args)
     try:
-        bars.add_all([tuple(t) for t in trades], -2**63, *_columns(trades))
+        bars.add_all(_chunk(trades), -2**63)
     finally:
         OpenBars._join_rows = original
     assert calls == [1, 1, 60]

@@ -2,7 +2,8 @@
 import json
 import pickle
 
-from flink_jobs.parse_batches import DEAD_LETTER_KEY, NO_EVENT_TIME, group_batch
+from flink_jobs.parse_batches import BLOCK_MIN_TRADES, DEAD_LETTER_KEY, NO_EVENT_TIME, group_batch
+from flink_jobs.trade_block import unpack
 from flink_jobs.trades import Trade, parse_trade
 
 T0 = 1_700_000_000_000
@@ -26,6 +27,12 @@ def run(raws, rejected=None):
                        lambda error, raw: rejected.append((str(error), raw)))
 
 
+def trades_at(out, row: int) -> list[Trade]:
+    """The trades of a row's group, as the scoring operator reads them (its key is their symbol)."""
+    group = pickle.loads(out.payloads[row])
+    return [Trade._make(t) for t in (unpack(group).tuples(out.keys[row]) if type(group) is bytes else group)]
+
+
 def test_each_symbol_leaves_once_at_its_last_message_with_its_trades_in_order():
     raws = [message("BTCUSDT", 1, T0 + 5), message("ETHUSDT", 7, T0 + 1), message("BTCUSDT", 2, T0 + 3),
             message("BTCUSDT", 3, T0 + 9), message("ETHUSDT", 8, T0 + 2)]
@@ -33,12 +40,11 @@ def test_each_symbol_leaves_once_at_its_last_message_with_its_trades_in_order():
 
     assert out.keys == [None, None, None, "BTCUSDT", "ETHUSDT"]
     assert out.payloads[:3] == [None, None, None]
-    btc = [Trade._make(t) for t in pickle.loads(out.payloads[3])]
-    eth = [Trade._make(t) for t in pickle.loads(out.payloads[4])]
+    btc, eth = trades_at(out, 3), trades_at(out, 4)
     assert [t.trade_id for t in btc] == [1, 2, 3]  # arrival order, not trade time
     assert [t.trade_id for t in eth] == [7, 8]
-    # The same trades as parsed one by one
-    assert btc[1] == parse_trade(raws[2], accepts)
+    # The same trades as parsed one by one, field for field and type for type
+    assert [repr(t) for t in btc] == [repr(parse_trade(raws[row], accepts)) for row in (0, 2, 3)]
     assert (out.parsed, out.rejected) == (5, 0)
 
 
@@ -83,7 +89,7 @@ def test_batch_messages_join_their_symbol_s_group_in_order_and_count_as_their_tr
     out = run(raws)
 
     assert out.keys == [None, None, "ETHUSDT", "BTCUSDT"]
-    assert [t[1] for t in pickle.loads(out.payloads[3])] == [1, 2, 3, 4, 5]
+    assert [t.trade_id for t in trades_at(out, 3)] == [1, 2, 3, 4, 5]
     assert out.event_times[2:] == [T0, T0]   # the earliest trade of the batch, inside a batch message
     assert (out.parsed, out.rejected) == (6, 0)
 
@@ -96,7 +102,7 @@ def test_a_batch_message_with_one_bad_trade_is_one_dead_letter_holding_all_of_it
     assert out.keys == [DEAD_LETTER_KEY, "BTCUSDT"]
     [(reason, raw)] = pickle.loads(out.payloads[0])[1]
     assert reason == "price (p) must be positive: got '0' [trade 2 of 3 in a batch message]" and raw == bad
-    assert [t[1] for t in pickle.loads(out.payloads[1])] == [4]
+    assert [t.trade_id for t in trades_at(out, 1)] == [4]
     assert (out.parsed, out.rejected) == (1, 1) and rejected == [(reason, bad)]
 
 
@@ -112,4 +118,16 @@ def test_text_messages_parse_as_bytes_do():
     raw = message("SOLUSDT", 3, T0)
     as_bytes, as_text = run([raw]), run([raw.decode()])
 
-    assert pickle.loads(as_bytes.payloads[0]) == pickle.loads(as_text.payloads[0])
+    assert trades_at(as_bytes, 0) == trades_at(as_text, 0) == [parse_trade(raw, accepts)]
+
+
+def test_a_busy_symbol_s_group_is_a_block_and_a_sparse_one_s_a_list_of_the_same_trades():
+    count = BLOCK_MIN_TRADES
+    raws = [message("BTCUSDT", i, T0 + i) for i in range(1, count + 1)] + \
+        [message("ETHUSDT", i, T0 + i) for i in range(1, count)]
+    out = run(raws)
+
+    btc, eth = pickle.loads(out.payloads[count - 1]), pickle.loads(out.payloads[-1])
+    assert type(btc) is bytes and type(eth) is list
+    assert trades_at(out, count - 1) == [parse_trade(raw, accepts) for raw in raws[:count]]
+    assert trades_at(out, len(raws) - 1) == [parse_trade(raw, accepts) for raw in raws[count:]]

@@ -20,6 +20,7 @@ from flink_jobs.features.symbol_state import TradeFeatures
 from flink_jobs.operators import (END_OF_INPUT, ApplyCooldown, ScoreTrades, anomaly_row, pack_candidates,
                                   pickled_sink_key, unpack_candidates)
 from flink_jobs.store import payloads_table
+from flink_jobs.trade_block import block_of
 from flink_jobs.trades import Trade
 
 T0 = 1_700_000_000_000
@@ -122,7 +123,7 @@ def trades(symbol, ids):
 
 def call(operator, state, symbol, ids):
     state.key = symbol
-    return list(operator.process_element(trades(symbol, ids), Context(symbol)))
+    return list(operator.process_element(block_of(trades(symbol, ids)), Context(symbol)))
 
 
 def waiting(state, symbol):
@@ -240,7 +241,7 @@ def test_bars_closed_at_once_leave_in_records_of_a_bounded_size():
     state.key = "BTCUSDT"
     seconds = 2 * MAX_BAR_ROWS_PER_RECORD + 10      # one trade per second: a 1-second bar each
     call_trades = [tuple(Trade("BTCUSDT", i, 100.0, 1.0, T0 + i * 1000, 0, False)) for i in range(seconds)]
-    list(operator.process_element(call_trades, Context("BTCUSDT")))   # the watermark is at its start
+    list(operator.process_element(block_of(call_trades), Context("BTCUSDT")))   # the watermark is at its start
 
     out = list(operator.on_timer(END_OF_INPUT, EndOfInputContext("BTCUSDT")))
     bar_records = [rows for table, rows in store_records(out) if table == "bars"]
@@ -270,7 +271,7 @@ def test_a_symbol_s_candidates_of_one_batch_leave_as_one_record_in_trade_order()
             trade = Trade(symbol, i, 100.0 * jump, 1.0 + i % 4, T0 + 10 * i, T0 + 10 * i, i % 2 == 0)
             sent.append(trade)
             state.key = symbol
-            list(operator.process_element([tuple(trade)], Context(symbol)))
+            list(operator.process_element(block_of([trade]), Context(symbol)))
     state.key = "BTCUSDT"
     out = list(operator.on_timer(END_OF_INPUT, EndOfInputContext("BTCUSDT")))
 

@@ -14,6 +14,8 @@ from flink_jobs.bars import OpenBars
 from flink_jobs.detectors.offline import detect
 from flink_jobs.operators import END_OF_INPUT, ApplyCooldown, ScoreTrades, anomaly_row, pack_candidates, trade_row
 from flink_jobs.store import payloads_table
+from flink_jobs.parse_batches import BLOCK_MIN_TRADES
+from flink_jobs.trade_block import block_of
 from flink_jobs.detectors.iforest import OnnxIsolationForest
 from flink_jobs.features.symbol_state import FEATURE_NAMES, FEATURE_SET_VERSION
 from models.dataset import feature_matrix, trades_from_files
@@ -104,7 +106,9 @@ def run_operator(by_symbol: dict, detection) -> list:
     for symbol, trades in calls_of(by_symbol):
         state.key = symbol
         timers.at = max(timers.at, trades[0].trade_time_ms - WATERMARK_LAG_MS)
-        out += operator.process_element([tuple(t) for t in trades], At(symbol, timers))
+        # As the parser sends them: a block, or a few trades as plain tuples
+        payload = block_of(trades) if len(trades) >= BLOCK_MIN_TRADES else [tuple(t) for t in trades]
+        out += operator.process_element(payload, At(symbol, timers))
     for symbol in by_symbol:   # the end of input: every symbol's timers fire with the final watermark
         state.key = symbol
         timers.at = END_OF_INPUT
