@@ -3,10 +3,14 @@ bars, micro-batches, ONNX, candidates, the trades' store records) on the benchma
 
     python -m bench.scoring [--symbols 5] [--per-call 2000] [--trades 200000]
                             [--registry .run/bench/models] [--repeat 3]
+    python -m bench.scoring --per-message 200 [--batch-messages 1000] ...   # the parser as well
 
 A call is what a parse batch brings the operator: one symbol's trades (`--per-call` of them; with
 2,000 symbols a parse batch holds one or a few per symbol), the calls of all symbols interleaved in
-time. Around the operator stand the least of Flink: keyed state kept deserialized (PyFlink's state
+time. With `--per-message`, the trades are first sent as the producers do (a symbol's next trades
+in one message) and the calls are what the job's parser makes of `--batch-messages` of them at a
+time, each record pickled and unpickled as it crosses to the operator; the parser's and the
+crossing's costs are reported beside the operator's. Around the operator stand the least of Flink: keyed state kept deserialized (PyFlink's state
 cache; the pickling at a bundle's end is not counted), timers that are not fired, metrics that
 count nothing, and a watermark two seconds behind the trades. The operator's micro-batch fills to
 IFOREST_BATCH_SIZE or flushes after IFOREST_BATCH_MS, as in the job. Each pass starts from empty
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import time
 
 import config
@@ -95,18 +100,61 @@ class _Context:
         return self.timers
 
 
-def market_calls(symbols: int, trades: int, per_call: int, rate: int) -> list:
-    """(symbol, [trade tuples]) calls: trades round-robin over the symbols at `rate` per second,
-    each symbol's cut into calls of `per_call`, all calls in the order of their first trade."""
+def market_trades(symbols: int, trades: int, rate: int) -> list:
+    """The market's trades: round-robin over the symbols at `rate` per second."""
     market = load.Market(load.symbol_names(symbols))
     names = market.symbols
-    by_symbol: dict = {name: [] for name in names}
-    for i in range(trades):
-        name = names[i % len(names)]
-        by_symbol[name].append(tuple(market.trade(name, START_MS + i * 1000 // rate)))
-    calls = [(name, rows[start:start + per_call]) for name, rows in by_symbol.items()
-             for start in range(0, len(rows), per_call)]
-    return sorted(calls, key=lambda call: call[1][0][4])
+    return [market.trade(names[i % len(names)], START_MS + i * 1000 // rate) for i in range(trades)]
+
+
+def market_calls(trades: list, per_call: int) -> list:
+    """(symbol, first trade time, trade block) calls: each symbol's trades cut into calls of
+    `per_call`, all calls in the order of their first trade."""
+    from flink_jobs.trade_block import block_of
+
+    by_symbol: dict = {}
+    for trade in trades:
+        by_symbol.setdefault(trade.symbol, []).append(trade)
+    calls = [(name, rows[start].trade_time_ms, block_of(rows[start:start + per_call]))
+             for name, rows in by_symbol.items() for start in range(0, len(rows), per_call)]
+    return sorted(calls, key=lambda call: call[1])
+
+
+def messages_of(trades: list, per_message: int) -> list:
+    """The trades as a producer sends them: a symbol's next `per_message` trades in one message
+    (one trade each: single messages), in the order they fill."""
+    pending: dict = {}
+    messages = []
+    for trade in trades:
+        batch = pending.setdefault(trade.symbol, [])
+        batch.append(trade)
+        if len(batch) == per_message:
+            messages += load.batch_messages(pending.pop(trade.symbol), per_message)
+    for batch in pending.values():
+        messages += load.batch_messages(batch, per_message)
+    return messages
+
+
+def parsed_calls(messages: list, batch_messages: int, detection) -> tuple[float, float, list]:
+    """The job's parser over the messages in Arrow-sized batches: (seconds parsing, seconds
+    unpickling its records as the scoring operator's input, the (symbol, event time, payload)
+    calls it makes)."""
+    from flink_jobs.parse_batches import group_batch
+
+    parsing = unpickling = 0.0
+    calls = []
+    for start in range(0, len(messages), batch_messages):
+        began = time.perf_counter()
+        out = group_batch(messages[start:start + batch_messages], detection.accepts, lambda reason, raw: None)
+        parsed = time.perf_counter()
+        if out.rejected:
+            raise SystemExit(f"{out.rejected} messages rejected: the benchmark's messages must all parse")
+        groups = [(key, event_time, pickle.loads(payload))
+                  for key, payload, event_time in zip(out.keys, out.payloads, out.event_times) if key]
+        unpickling += time.perf_counter() - parsed
+        parsing += parsed - began
+        calls += groups
+    return parsing, unpickling, calls
 
 
 def one_pass(calls: list, detection) -> tuple[float, int]:
@@ -127,10 +175,10 @@ def one_pass(calls: list, detection) -> tuple[float, int]:
 
     operator._flush = counted
     started = time.perf_counter()
-    for symbol, trades in calls:
+    for symbol, event_time, payload in calls:
         state.key = context.key = symbol
-        timers.watermark = max(timers.watermark, trades[0][4] - WATERMARK_LAG_MS)
-        operator.process_element(trades, context)
+        timers.watermark = max(timers.watermark, event_time - WATERMARK_LAG_MS)
+        operator.process_element(payload, context)
     return time.perf_counter() - started, flushes
 
 
@@ -138,19 +186,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--symbols", type=int, default=5)
     parser.add_argument("--per-call", type=int, default=2000, help="a symbol's trades per call")
+    parser.add_argument("--per-message", type=int, default=0,
+                        help="parse too: the trades as messages of this many of a symbol's trades, through the "
+                             "job's parser in batches of --batch-messages, its records pickled as they cross")
+    parser.add_argument("--batch-messages", type=int, default=1_000, help="messages per parse batch "
+                        "(PYTHON_ARROW_BATCH_SIZE)")
     parser.add_argument("--trades", type=int, default=200_000)
     parser.add_argument("--rate", type=int, default=100_000, help="the market's trades per second (trade times)")
     parser.add_argument("--registry", default=DEFAULT_REGISTRY)
     parser.add_argument("--repeat", type=int, default=3, help="the best of this many passes")
     args = parser.parse_args()
 
-    detection = config.load({"MODEL_REGISTRY": args.registry}).detection
-    calls = market_calls(args.symbols, args.trades, args.per_call, args.rate)
+    detection = config.load({"MODEL_REGISTRY": args.registry, "SYMBOLS": "*"}).detection
+    trades = market_trades(args.symbols, args.trades, args.rate)
+    if args.per_message:
+        messages = messages_of(trades, args.per_message)
+        parsing, unpickling, calls = min(parsed_calls(messages, args.batch_messages, detection)
+                                         for _ in range(args.repeat))
+        shape = f"{args.per_message} per message, {args.batch_messages} messages a parse batch"
+    else:
+        parsing, unpickling, calls = 0.0, 0.0, market_calls(trades, args.per_call)
+        shape = f"{args.per_call} per call"
     one_pass(calls[:50], detection)   # the compiled kernel loaded, the model's session warm
     best, flushes = min(one_pass(calls, detection) for _ in range(args.repeat))
-    print(f"{args.trades:,} trades, {args.symbols} symbols, {args.per_call} per call ({len(calls):,} calls), "
-          f"best of {args.repeat}: {best:.2f} s, {best / args.trades * 1e6:.2f} us per trade, "
-          f"{flushes} micro-batches ({args.trades / max(flushes, 1):.0f} trades each)")
+
+    def per_trade(seconds: float) -> str:
+        return f"{seconds / args.trades * 1e6:.2f}"
+
+    print(f"{args.trades:,} trades, {args.symbols} symbols, {shape} ({len(calls):,} calls), best of {args.repeat}, "
+          f"us per trade: " + (f"parse {per_trade(parsing)}, unpickle {per_trade(unpickling)}, " if args.per_message
+                               else "") +
+          f"scoring {per_trade(best)}; {flushes} micro-batches ({args.trades / max(flushes, 1):.0f} trades each)")
 
 
 if __name__ == "__main__":
