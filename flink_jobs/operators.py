@@ -448,7 +448,7 @@ class ScoreTrades(KeyedProcessFunction):
         repeated = np.flatnonzero(status)
         self.repeats.inc(len(repeated))
         for row in repeated.tolist():
-            trade = chunk.trades[row]
+            trade = tuple(chunk.trade(row))   # one tuple: a block's others are never made
             last_seen = int(chunk.features[row, HISTORY])
             reason = f"repeated or out-of-order trade id: {trade[1]} (last seen {last_seen})"
             out.append(addressed(single(dead_letter("detect", reason, repr(tuple(trade)), trade[0], trade[1])),
@@ -582,7 +582,7 @@ class ScoreTrades(KeyedProcessFunction):
             self._emit_bars(closed, out)
         for row, missed in late.items():
             self.late.inc()
-            trade = chunk.trades[row]
+            trade = tuple(chunk.trade(row))
             # No watermark in the reason: dead letters are keyed by their reason, and a replay of
             # the same trade must collapse onto the first one.
             reason = (f"late for bar window: trade time {trade[4]} is behind the watermark; "

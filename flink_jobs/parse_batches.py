@@ -27,6 +27,7 @@ so a partition carrying only bad messages still goes idle.
 """
 from __future__ import annotations
 
+import itertools
 import pickle
 import time
 from typing import Callable, Iterable, NamedTuple, Sequence
@@ -91,20 +92,24 @@ def group_batch(raws: Iterable, accepts: Callable[[str], bool],
         order = np.argsort(parsed.codes, kind="stable")
         codes, rows, grouped = parsed.codes[order], parsed.rows[order], trades.take(order)
         bounds = (np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist()
-        as_tuples = None
-        for start, end in zip([0] + bounds, bounds + [len(codes)]):
+        groups = list(zip([0] + bounds, bounds + [len(codes)]))
+        # The small groups' trades as tuples, made together (one by one, the arrays' fixed costs
+        # would be paid per group), and only theirs.
+        sizes = np.diff([0] + bounds + [len(codes)])
+        small = np.flatnonzero(np.repeat(sizes < BLOCK_MIN_TRADES, sizes))
+        as_tuples = iter(_tuples(parsed.names, codes, grouped, small))
+        for start, end in groups:
             row = int(rows[end - 1])   # the symbol's last message in the batch
-            keys[row] = symbol = parsed.names[codes[start]]
+            keys[row] = parsed.names[codes[start]]
             if end - start >= BLOCK_MIN_TRADES:
                 group = pack(grouped.take(slice(start, end)))
             else:
-                as_tuples = as_tuples or _tuples(parsed.names, codes, grouped)
-                group = as_tuples[start:end]
+                group = list(itertools.islice(as_tuples, end - start))
             payloads[row] = pickle.dumps(group, protocol=PICKLE_PROTOCOL)
             event_times[row] = earliest
     return BatchColumns(keys, payloads, event_times, trades.size, len(parsed.errors))
 
 
-def _tuples(names: list, codes: np.ndarray, trades) -> list[tuple]:
-    """Trades as plain tuples in Trade's field order, their symbols by code."""
-    return list(zip(map(names.__getitem__, codes.tolist()), *(column.tolist() for column in trades)))
+def _tuples(names: list, codes: np.ndarray, trades, rows: np.ndarray) -> list[tuple]:
+    """The trades at `rows` as plain tuples in Trade's field order, their symbols by code."""
+    return list(zip(map(names.__getitem__, codes[rows].tolist()), *(column[rows].tolist() for column in trades)))

@@ -38,14 +38,16 @@ class TradeColumns(NamedTuple):
         return list(zip([symbol] * self.size, *(column.tolist() for column in self)))
 
 
-# Little-endian and fixed, so a block means the same on every machine that reads it.
-DTYPES = (np.dtype("<i8"), np.dtype("<f8"), np.dtype("<f8"), np.dtype("<i8"), np.dtype("<i8"), np.dtype("?"))
-BYTES_PER_TRADE = sum(dtype.itemsize for dtype in DTYPES)
+# A block is little-endian whatever machine wrote it (a checkpoint holds blocks); the arrays are
+# in the machine's own order, as the compiled features take them.
+WIRE_DTYPES = (np.dtype("<i8"), np.dtype("<f8"), np.dtype("<f8"), np.dtype("<i8"), np.dtype("<i8"), np.dtype("?"))
+DTYPES = tuple(dtype.newbyteorder("=") for dtype in WIRE_DTYPES)
+BYTES_PER_TRADE = sum(dtype.itemsize for dtype in WIRE_DTYPES)
 
 
 def pack(columns: Sequence[np.ndarray]) -> bytes:
     """The columns (TradeColumns' order, equal lengths) as one block."""
-    return b"".join(np.asarray(column, dtype=dtype).tobytes() for column, dtype in zip(columns, DTYPES))
+    return b"".join(np.asarray(column, dtype=dtype).tobytes() for column, dtype in zip(columns, WIRE_DTYPES))
 
 
 def unpack(block: bytes) -> TradeColumns:
@@ -55,9 +57,10 @@ def unpack(block: bytes) -> TradeColumns:
         raise ValueError(f"a trade block of {len(block)} bytes is not whole trades of {BYTES_PER_TRADE}")
     buffer = bytearray(block)
     columns, offset = [], 0
-    for dtype in DTYPES:
-        columns.append(np.frombuffer(buffer, dtype=dtype, count=count, offset=offset))
-        offset += count * dtype.itemsize
+    for wire, native in zip(WIRE_DTYPES, DTYPES):
+        column = np.frombuffer(buffer, dtype=wire, count=count, offset=offset)
+        columns.append(column if wire == native else column.astype(native))
+        offset += count * wire.itemsize
     return TradeColumns(*columns)
 
 

@@ -123,11 +123,14 @@ def test_text_messages_parse_as_bytes_do():
 
 def test_a_busy_symbol_s_group_is_a_block_and_a_sparse_one_s_a_list_of_the_same_trades():
     count = BLOCK_MIN_TRADES
-    raws = [message("BTCUSDT", i, T0 + i) for i in range(1, count + 1)] + \
-        [message("ETHUSDT", i, T0 + i) for i in range(1, count)]
+    sol = [message("SOLUSDT", 1, T0), message("SOLUSDT", 2, T0)]
+    btc = [message("BTCUSDT", i, T0 + i) for i in range(1, count + 1)]
+    eth = [message("ETHUSDT", i, T0 + i) for i in range(1, count)]
+    raws = sol[:1] + btc + eth + sol[1:]   # small groups on both sides of the block
     out = run(raws)
 
-    btc, eth = pickle.loads(out.payloads[count - 1]), pickle.loads(out.payloads[-1])
-    assert type(btc) is bytes and type(eth) is list
-    assert trades_at(out, count - 1) == [parse_trade(raw, accepts) for raw in raws[:count]]
-    assert trades_at(out, len(raws) - 1) == [parse_trade(raw, accepts) for raw in raws[count:]]
+    rows = {symbol: out.keys.index(symbol) for symbol in ("SOLUSDT", "BTCUSDT", "ETHUSDT")}
+    kinds = {symbol: type(pickle.loads(out.payloads[row])) for symbol, row in rows.items()}
+    assert kinds == {"SOLUSDT": list, "BTCUSDT": bytes, "ETHUSDT": list}
+    for symbol, sent in (("SOLUSDT", sol), ("BTCUSDT", btc), ("ETHUSDT", eth)):
+        assert trades_at(out, rows[symbol]) == [parse_trade(raw, accepts) for raw in sent]
