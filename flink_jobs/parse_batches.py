@@ -98,9 +98,10 @@ def group_batch(raws: Iterable, accepts: Callable[[str], bool],
         sizes = np.diff([0] + bounds + [len(codes)])
         small = np.flatnonzero(np.repeat(sizes < BLOCK_MIN_TRADES, sizes))
         as_tuples = iter(_tuples(parsed.names, codes, grouped, small))
+        row_of, code_of = rows.tolist(), codes.tolist()
         for start, end in groups:
-            row = int(rows[end - 1])   # the symbol's last message in the batch
-            keys[row] = parsed.names[codes[start]]
+            row = row_of[end - 1]   # the symbol's last message in the batch
+            keys[row] = parsed.names[code_of[start]]
             if end - start >= BLOCK_MIN_TRADES:
                 group = pack(grouped.take(slice(start, end)))
             else:
