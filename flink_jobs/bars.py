@@ -216,8 +216,7 @@ class OpenBars(StdlibPickled):
         ids, times, prices, qtys, makers = trades.ids, trades.trade_times, trades.prices, trades.qtys, trades.makers
         bar = self.bars.get((interval_s, start))
         if bar is None:
-            first = int(rows[0])
-            bar = self.bars[(interval_s, start)] = Bar(Trade(symbol, *(column[first].item() for column in trades)))
+            bar = self.bars[(interval_s, start)] = Bar(trades.trade(symbol, int(rows[0])))
             self._opened(window_end_ms(start, interval_s), new_timers)
             rows = rows[1:]
             if not len(rows):

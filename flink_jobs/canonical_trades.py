@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 
 from flink_jobs.trades import (EARLIEST_TRADE_MS, MAX_BATCH_MESSAGE_CHARS, MAX_DECIMAL, MAX_FUTURE_MS,
                                MICROSECONDS_ABOVE, InvalidTrade, is_batch_message, parse_message)
-from flink_jobs.trade_block import TradeColumns, concatenate, from_tuples
+from flink_jobs.trade_block import TradeColumns, concatenate, from_tuples, tuples_of
 
 # A JSON integer as json.loads reads it, no sign, at most 18 digits: below MAX_TRADE_ID (2**63 - 1),
 # so Arrow's cast to int64 never overflows.
@@ -68,7 +68,7 @@ class ParsedBatch(NamedTuple):
 
     def tuples(self) -> list[tuple]:
         """The trades as plain tuples in Trade's field order."""
-        return list(zip(map(self.names.__getitem__, self.codes.tolist()), *(c.tolist() for c in self.trades)))
+        return tuples_of(self.names, self.codes, self.trades)
 
 
 class _Part(NamedTuple):

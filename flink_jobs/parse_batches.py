@@ -35,7 +35,7 @@ from typing import Callable, Iterable, NamedTuple, Sequence
 import numpy as np
 
 from flink_jobs.canonical_trades import parse_batch
-from flink_jobs.trade_block import pack
+from flink_jobs.trade_block import pack, tuples_of
 from flink_jobs.trades import InvalidTrade
 
 # The key of a dead-letter row (no symbol is empty: config.SYMBOL_PATTERN); the job sends these
@@ -97,7 +97,7 @@ def group_batch(raws: Iterable, accepts: Callable[[str], bool],
         # would be paid per group), and only theirs.
         sizes = np.diff([0] + bounds + [len(codes)])
         small = np.flatnonzero(np.repeat(sizes < BLOCK_MIN_TRADES, sizes))
-        as_tuples = iter(_tuples(parsed.names, codes, grouped, small))
+        as_tuples = iter(tuples_of(parsed.names, codes[small], grouped.take(small)))
         row_of, code_of = rows.tolist(), codes.tolist()
         for start, end in groups:
             row = row_of[end - 1]   # the symbol's last message in the batch
@@ -110,7 +110,3 @@ def group_batch(raws: Iterable, accepts: Callable[[str], bool],
             event_times[row] = earliest
     return BatchColumns(keys, payloads, event_times, trades.size, len(parsed.errors))
 
-
-def _tuples(names: list, codes: np.ndarray, trades, rows: np.ndarray) -> list[tuple]:
-    """The trades at `rows` as plain tuples in Trade's field order, their symbols by code."""
-    return list(zip(map(names.__getitem__, codes[rows].tolist()), *(column[rows].tolist() for column in trades)))

@@ -63,7 +63,7 @@ class Chunk(StdlibPickled):
         return Chunk(self.symbol, self.columns.take(rows), self.features[rows], kept)
 
     def trade(self, row: int) -> Trade:
-        return Trade(self.symbol, *(column[row].item() for column in self.columns))
+        return self.columns.trade(self.symbol, row)
 
     def trade_features(self, row: int) -> TradeFeatures:
         values = self.features[row].tolist()

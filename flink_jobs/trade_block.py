@@ -14,6 +14,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from flink_jobs.trades import Trade
+
 
 class TradeColumns(NamedTuple):
     """Trades' fields as arrays, one entry per trade (Trade's order, without the symbol)."""
@@ -36,6 +38,16 @@ class TradeColumns(NamedTuple):
     def tuples(self, symbol: str) -> list[tuple]:
         """The trades as plain tuples in Trade's field order, with Python's types."""
         return list(zip([symbol] * self.size, *(column.tolist() for column in self)))
+
+    def trade(self, symbol: str, row: int) -> Trade:
+        """One trade, with Python's types."""
+        return Trade(symbol, *(column[row].item() for column in self))
+
+
+def tuples_of(names: list, codes: np.ndarray, columns: TradeColumns) -> list[tuple]:
+    """Trades of several symbols as plain tuples in Trade's field order, each symbol given by its
+    code in `names`."""
+    return list(zip(map(names.__getitem__, codes.tolist()), *(column.tolist() for column in columns)))
 
 
 # A block is little-endian whatever machine wrote it (a checkpoint holds blocks); the arrays are

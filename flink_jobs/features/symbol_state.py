@@ -18,6 +18,7 @@ import numpy as np
 
 from flink_jobs.features.kernel_cache import load_kernel
 from flink_jobs.state_pickling import StdlibPickled
+from flink_jobs.trade_block import from_tuples
 from flink_jobs.trades import Trade
 
 kernel = load_kernel()  # flink_jobs/features/kernel.py, compiled once per machine (kernel_cache.py)
@@ -275,7 +276,9 @@ def observe_all(state: SymbolState, trades: Sequence[Trade]) -> list:
     with the answers as named tuples."""
     if not trades:
         return []
-    out, status = observe_columns(state, *trade_arrays(trades))
+    columns = from_tuples(trades)
+    out, status = observe_columns(state, columns.ids, columns.prices, columns.qtys, columns.trade_times,
+                                  columns.makers)
     make = TradeFeatures._make
     features: list = []
     for row, skipped in zip(out.tolist(), status.tolist()):
@@ -284,24 +287,9 @@ def observe_all(state: SymbolState, trades: Sequence[Trade]) -> list:
     return features
 
 
-def trade_arrays(trades: Sequence) -> tuple:
-    """Columns of trades (Trade or plain tuples in its field order), as observe_columns takes them:
-    (ids, prices, qtys, trade times, buyer-maker flags)."""
-    if not trades:
-        return trade_columns((), (), (), (), ())
-    _, ids, prices, qtys, times, _, makers = zip(*trades)
-    return trade_columns(ids, prices, qtys, times, makers)
-
-
-def trade_columns(ids, prices, qtys, times, makers) -> tuple:
-    """The arrays observe_columns takes, from sequences of the trades' fields."""
-    return (np.array(ids, dtype=np.int64), np.array(prices, dtype=np.float64), np.array(qtys, dtype=np.float64),
-            np.array(times, dtype=np.int64), np.array(makers, dtype=np.bool_))
-
-
 def observe_columns(state: SymbolState, ids: np.ndarray, prices: np.ndarray, qtys: np.ndarray,
                     times: np.ndarray, makers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(features, status) of a symbol's trades given as columns (trade_columns): row t of the
+    """(features, status) of a symbol's trades given as columns (trade_block.TradeColumns): row t of the
     (n, 18) float matrix holds TradeFeatures' fields of trade t in order (`history` as a float),
     and status[t] is kernel.SKIPPED for a trade whose id is not above the last seen (its row's last
     column is that id; the state is untouched by it).
