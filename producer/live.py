@@ -110,6 +110,12 @@ class LiveProducer:
                               backoff=Backoff(*backoff_args), on_event=self._on_connection_event,
                               max_message_bytes=self.live.max_message_bytes)
             for i, url in enumerate(stream_urls(self.live.ws_url, self.symbols, self.live.max_streams_per_connection))]
+        # The sequencer decides under its own lock, but its decisions reach the queue afterwards: the
+        # backfill thread releasing held trades and a websocket thread publishing the next live one
+        # could enqueue out of id order (and the job drops a lower id as a repeat). Deciding and
+        # enqueuing under one lock keeps the queue in the order the sequencer released. Re-entrant:
+        # a full backfill queue settles its gap from the websocket thread (_on_gap).
+        self._in_order = threading.RLock()
         self._stopping = threading.Event()
         self._abandon = threading.Event()   # set when a stop has waited long enough for Kafka
         self._unacked = InFlight(self.live.max_unacked)
@@ -145,11 +151,12 @@ class LiveProducer:
         if self.backfiller:
             self.backfiller.stop()
             self.backfiller.join(timeout=5)
-        held, abandoned = self.sequencer.release_all()
-        for gap in abandoned:
-            self._record_gap(gap, "abandoned", reason="shutdown")
-        for out in held:
-            self._enqueue_trade(out, time.monotonic())
+        with self._in_order:
+            held, abandoned = self.sequencer.release_all()
+            for gap in abandoned:
+                self._record_gap(gap, "abandoned", reason="shutdown")
+            for out in held:
+                self._enqueue_trade(out, time.monotonic())
         self._stopping.set()
         self._sender.join(timeout=timeout_s)
         if self._sender.is_alive():
@@ -183,17 +190,18 @@ class LiveProducer:
         except InvalidTrade as error:
             self._dead_letter(connection, raw, str(error), received)
             return
-        decision = self.sequencer.on_trade(symbol, trade_id, message, connection)
-        if decision.duplicate:
-            self.metrics.inc("duplicates_total", symbol=symbol)
-            log.debug("duplicate dropped symbol=%s trade_id=%d connection=%s", symbol, trade_id, connection)
-            return
-        if decision.gap:
-            self._on_gap(decision.gap, decision.backfill)
-        for gap in decision.abandoned:
-            self._record_gap(gap, "abandoned", reason="hold limit reached")
-        for out in decision.publish:
-            self._enqueue_trade(out, received)
+        with self._in_order:
+            decision = self.sequencer.on_trade(symbol, trade_id, message, connection)
+            if decision.duplicate:
+                self.metrics.inc("duplicates_total", symbol=symbol)
+                log.debug("duplicate dropped symbol=%s trade_id=%d connection=%s", symbol, trade_id, connection)
+                return
+            if decision.gap:
+                self._on_gap(decision.gap, decision.backfill)
+            for gap in decision.abandoned:
+                self._record_gap(gap, "abandoned", reason="hold limit reached")
+            for out in decision.publish:
+                self._enqueue_trade(out, received)
 
     def _dead_letter(self, connection: str, raw: str, reason: str, received: float) -> None:
         self.metrics.inc("malformed_frames_total", connection=connection)
@@ -222,6 +230,10 @@ class LiveProducer:
 
     # Backfill side (backfill thread) --------------------------------------------------------------
     def _on_backfilled(self, gap: Gap, trades: list[Out] | None, error: str) -> None:
+        with self._in_order:
+            self._settle_backfill(gap, trades, error)
+
+    def _settle_backfill(self, gap: Gap, trades: list[Out] | None, error: str) -> None:
         result = self.sequencer.on_backfill(gap, trades or [])
         if result is None:
             self.metrics.inc("backfill_late_total", symbol=gap.symbol)

@@ -6,6 +6,7 @@ malformed frames are kept in the dead-letter topic; a broker that goes away and 
 nothing, unless the bounded buffer's policy drops, and then every drop is counted."""
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -81,6 +82,44 @@ def trade_ids_by_partition(records):
     for r, message in trades_of(records):
         by_partition.setdefault((r.partition, message["s"]), []).append(message["t"])
     return by_partition
+
+
+class EnqueueWatch(queue.Queue):
+    """The producer's queue, noting which trade ids reach it in what order; the backfill thread's
+    first trade is slowed, so that a live trade arriving meanwhile would overtake it if it could."""
+
+    def __init__(self):
+        super().__init__()
+        self.trade_ids = []
+        self.backfill_enqueuing = threading.Event()
+
+    def put(self, item, block=True, timeout=None):
+        if item.kind == "trade" and threading.current_thread().name == "backfill" and not self.backfill_enqueuing.is_set():
+            self.backfill_enqueuing.set()
+            time.sleep(0.5)
+        if item.kind == "trade":
+            self.trade_ids.append(item.trade_id)
+        super().put(item, block, timeout)
+
+
+def test_a_live_trade_after_a_backfill_is_queued_after_the_trades_the_backfill_released(kafka_broker):
+    rows = eth_trades()[:10]
+    rest = FakeBinanceRest({"ETHUSDT": rows})
+    cfg = live_config(kafka_broker)
+    producer = LiveProducer(cfg, ["ETHUSDT"], BinanceRest(rest.url))   # no websocket, no sender: only the queue
+    producer.queue = watch = EnqueueWatch()
+    producer.backfiller.start()
+    try:
+        producer.on_frame("c0", trade_frame("ETHUSDT", rows[0]))
+        producer.on_frame("c0", trade_frame("ETHUSDT", rows[4]))    # gap 1..3 to backfill, 4 held
+        assert watch.backfill_enqueuing.wait(10), "the backfill did not release the held trades"
+        producer.on_frame("c0", trade_frame("ETHUSDT", rows[5]))    # live, while the release is enqueued
+    finally:
+        producer.backfiller.stop()
+        producer.backfiller.join(5)
+        producer.publisher.close(5)
+        rest.close()
+    assert watch.trade_ids == [r["id"] for r in rows[:6]]
 
 
 def test_every_valid_trade_reaches_kafka_once_through_drops_silence_repeats_gaps_and_malformed_frames(kafka_broker):
