@@ -239,6 +239,11 @@ class JobConfig:
         minimum=0, maximum=3_600_000)
     bars: bool = setting(
         "BARS_ENABLED", True, "Build 1-second and 1-minute OHLCV bars per symbol into the bars table")
+    trades_from_scoring: bool = setting(
+        "STORE_TRADES_FROM_SCORING", True,
+        "The scoring operator inserts the trades rows itself where the store allows it (a ClickHouse server; "
+        "chDB at parallelism 1, where one process owns it): one Python stage less on a trade's way to the "
+        "store. False: every row goes through the store sink")
     python_bundle_size: int = setting(
         "PYTHON_BUNDLE_SIZE", 100_000,
         "Most records a Python operator takes before it hands its output on (python.fn-execution.bundle.size)",

@@ -352,6 +352,15 @@ def keyed_by_first_field(records):
     return KeyedStream(j_keyed, Types.PICKLED_BYTE_ARRAY(), records)
 
 
+def scoring_writes_trades(cfg: AppConfig) -> bool:
+    """Whether the scoring operator inserts the trades rows itself (STORE_TRADES_FROM_SCORING):
+    every scoring subtask may write to a ClickHouse server; chDB has one owner per directory, which
+    at parallelism 1 is the one Python worker that runs both scoring and the store sink. Each hop
+    from one Python operator to the next costs a trade 57-150 ms at 5,000 trades/s
+    (docs/performance.md, "Seventh round")."""
+    return cfg.job.trades_from_scoring and (cfg.store.backend == "clickhouse" or cfg.job.parallelism == 1)
+
+
 def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None:
     from pyflink.common import Duration, WatermarkStrategy
 
@@ -378,8 +387,10 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
         # A subtask whose partitions carry no trades would hold the watermark, and so every bar,
         # back for ever; idle, it is left out of the minimum.
         watermarks = watermarks.with_idleness(Duration.of_millis(cfg.job.idle_timeout_ms))
+    writer = scoring_writes_trades(cfg)
     scored = (keyed_by_symbol(parsed, watermarks, source_parallelism)
-              .process(ScoreTrades(cfg.detection, bars=cfg.job.bars, sink_parallelism=sink_parallelism),
+              .process(ScoreTrades(cfg.detection, bars=cfg.job.bars, sink_parallelism=sink_parallelism,
+                                   store=cfg.store if writer else None),
                        output_type=PICKLED_KEYED_TYPE)
               .name("features-and-scoring").uid("features-and-scoring"))
     anomalies = (keyed_by_first_field(scored.get_side_output(CANDIDATES))
@@ -389,6 +400,7 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
     (keyed_by_first_field(scored.union(anomalies, dead_letters))
      .process(StoreSink(cfg.store)).name(f"store-sink-{cfg.store.backend}").uid("store-sink")
      .set_parallelism(sink_parallelism))
+    log.info("trades rows: %s", "inserted by the scoring operator" if writer else "through the store sink")
     log.info("%s", describe_alerting(cfg.alerts))
     if cfg.alerts.enabled:
         from flink_jobs.alerts.sink import AlertSink

@@ -362,14 +362,21 @@ class ScoreTrades(KeyedProcessFunction):
     (sql/queries/bars_from_trades.sql).
     """
 
-    def __init__(self, detection: DetectionConfig, bars: bool = True, sink_parallelism: int = 1):
+    def __init__(self, detection: DetectionConfig, bars: bool = True, sink_parallelism: int = 1,
+                 store: StoreConfig | None = None):
         self.detection = detection
         self.bars = bars
         self.sink_parallelism = sink_parallelism
+        self.store_config = store   # given: the operator writes its trades rows to the store itself
 
     def open(self, runtime_context: RuntimeContext):
         exit_with_taskmanager()
         self.runtime_context = runtime_context
+        self.store = None
+        if self.store_config is not None:
+            from flink_jobs.store import SharedStore
+
+            self.store = SharedStore.acquire(self.store_config)
         self.records = runtime_context.get_state(ValueStateDescriptor(STATE_NAME, Types.PICKLED_BYTE_ARRAY()))
         self.earlier_layout = None  # registered when a savepoint of an earlier version shows (scoring_state.py)
         self.zscore = ZScoreDetector(self.detection)
@@ -379,6 +386,12 @@ class ScoreTrades(KeyedProcessFunction):
 
             self.models = ModelWatcher(self.detection.model_registry, self.detection.model_version,
                                        self.detection.model_poll_seconds)
+        # Written from here, the batch is the sink's (SINK_BATCH_SIZE rows, SINK_FLUSH_INTERVAL_MS):
+        # one insert per batch, its trades in their symbols' records until it is written.
+        if self.store is not None:
+            self.batch_size, self.batch_ms = self.store_config.batch_size, self.store_config.flush_interval_ms
+        else:
+            self.batch_size, self.batch_ms = self.detection.iforest_batch_size, self.detection.iforest_batch_ms
         self.pending: list = []        # the batch: Chunks of its symbols' trades, in arrival order
         self.pending_rows = 0          # trades in them
         self.batch_opened_at = 0.0     # time.monotonic() when the batch got its first trade
@@ -394,8 +407,19 @@ class ScoreTrades(KeyedProcessFunction):
         self.upgraded = metrics.counter("symbols_upgraded_from_earlier_state")
         self.late = metrics.counter("late_trades")
         self.bars_emitted = metrics.counter("bars_emitted")
+        self.rows_written = metrics.counter("rows_written")
         self.sampled_log = _SampledLog()
         settle_after_open()
+
+    def close(self):
+        if getattr(self, "store", None) is not None:
+            self.store.release()
+            self.store = None
+
+    @property
+    def holds(self) -> bool:
+        """Whether trades wait in the micro-batch: for the model, or for the store's insert."""
+        return self.models is not None or self.store is not None
 
     def process_element(self, trades, ctx: KeyedProcessFunction.Context):
         """A symbol's trades of one parse batch: a trade block, or a few as a list of plain tuples
@@ -458,7 +482,7 @@ class ScoreTrades(KeyedProcessFunction):
     def _join_batch(self, chunk: Chunk, record: SymbolRecord, ctx: KeyedProcessFunction.Context,
                     out: list) -> None:
         """The chunk into the micro-batch, cut where the batch fills; what a flush emits goes to `out`."""
-        if self.models is None:
+        if not self.holds:
             self.pending.append(chunk)  # z-score alone: scored when the call ends, nothing held
             self.pending_rows += len(chunk)
             self._flush(record, out)
@@ -466,15 +490,14 @@ class ScoreTrades(KeyedProcessFunction):
         start, size = 0, len(chunk)
         while start < size:
             # A restore can leave the batch fuller than its size (_record): then one trade fills it.
-            room = max(self.detection.iforest_batch_size - self.pending_rows, 1)
+            room = max(self.batch_size - self.pending_rows, 1)
             piece = chunk if start == 0 and size <= room else chunk.rows(start, start + room)
             start += len(piece)
             record.waiting.append(piece)
             self._hold(piece.symbol, [piece], ctx, len(piece))
             # Full, or due: a busy stream flushes here, without waiting for the timer's round trip
             # through the Java operator (a bundle each way); the timer covers a stream that pauses.
-            if self.pending_rows >= self.detection.iforest_batch_size or \
-                    time.monotonic() - self.batch_opened_at >= self.detection.iforest_batch_ms / 1000:
+            if self.pending_rows >= self.batch_size or time.monotonic() - self.batch_opened_at >= self.batch_ms / 1000:
                 self._flush(record, out)
 
     def _record(self, symbol: str, ctx) -> tuple[SymbolRecord, bool]:
@@ -489,7 +512,7 @@ class ScoreTrades(KeyedProcessFunction):
             record.waiting, changed = [Chunk.from_pairs(symbol, record.waiting)], True   # (trade, features) pairs
         if symbol not in self.seen:
             self.seen.add(symbol)
-            if self.models is not None:
+            if self.holds:
                 ctx.timer_service().register_event_time_timer(END_OF_INPUT)
                 if record.waiting:
                     restored = sum(len(chunk) for chunk in record.waiting)
@@ -526,7 +549,7 @@ class ScoreTrades(KeyedProcessFunction):
         timers = ctx.timer_service()
         now = timers.current_processing_time()
         if self.flush_timer_at is None:
-            self.flush_timer_at = now + self.detection.iforest_batch_ms
+            self.flush_timer_at = now + self.batch_ms
             timers.register_processing_time_timer(self.flush_timer_at)
         elif self.sweep_at.get(symbol, -1) < now:
             self.sweep_at[symbol] = now + UNSCORED_SWEEP_MS
@@ -540,7 +563,7 @@ class ScoreTrades(KeyedProcessFunction):
             return
         scoring = Batch(self.pending)
         self.pending, self.pending_rows = [], 0
-        if self.models is not None:
+        if self.holds:
             record.waiting = []
             self.emitted |= self.in_batch
             self.in_batch = set()
@@ -553,7 +576,12 @@ class ScoreTrades(KeyedProcessFunction):
             rows = trades_payload(scoring, scored.scores, scored.version)
         else:
             rows = trade_rows(scoring, scored.scores.tolist(), scored.version)
-        out.append(addressed(batch("trades", rows), self.sink_parallelism, scoring.chunks[0].symbol))
+        if self.store is not None:
+            # Before the symbols' records forget these trades (they are written when this call
+            # returns): a failure in between replays them, and the store's keys absorb the repeat.
+            self.rows_written.inc(self.store.insert_payloads("trades", [rows]))
+        else:
+            out.append(addressed(batch("trades", rows), self.sink_parallelism, scoring.chunks[0].symbol))
 
     def _emit_candidates(self, scoring: Batch, scored: ScoredBatch, out: list) -> None:
         """The methods' candidates of the batch, one CANDIDATES record per symbol in trade order.
@@ -675,11 +703,9 @@ class StoreSink(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext):
         exit_with_taskmanager()
-        from flink_jobs.store import open_store
+        from flink_jobs.store import SharedStore
 
-        self.store = open_store(self.store_config)
-        if self.store_config.migrate_on_start:
-            self.store.apply_schema()
+        self.store = SharedStore.acquire(self.store_config)
         self.buffer = runtime_context.get_list_state(
             ListStateDescriptor("store_buffer", Types.PICKLED_BYTE_ARRAY()))
         self.buffered = 0  # rows added since the last flush by this process (a restored buffer is
@@ -718,7 +744,7 @@ class StoreSink(KeyedProcessFunction):
 
     def close(self):
         if getattr(self, "store", None) is not None:
-            self.store.close()
+            self.store.release()
             self.store = None
 
     def _flush(self):

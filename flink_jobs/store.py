@@ -15,6 +15,7 @@ import glob
 import logging
 import os
 import re
+import threading
 from typing import Any, Iterable, Mapping, Sequence
 
 import pyarrow as pa
@@ -328,3 +329,54 @@ def open_store(config: StoreConfig) -> Store:
         return ServerStore(config)
     log.info("store: embedded chDB at %s, database %s", config.chdb_path, config.database)
     return ChdbStore(config)
+
+
+class SharedStore:
+    """One process's store, shared by the job's operators that write to it: chDB allows one
+    connection per directory and process, and at parallelism 1 the scoring operator and the store
+    sink run in the same Python worker (flink_jobs/operators.py). Bundles of different operators
+    may run on different threads of the worker, so every call holds a lock."""
+
+    _lock = threading.Lock()
+    _open: dict = {}        # store identity -> [SharedStore, users]
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.calls = threading.Lock()
+
+    @classmethod
+    def acquire(cls, config: StoreConfig) -> "SharedStore":
+        """The process's store for `config`, opened (and migrated, if the configuration says so) by
+        its first user."""
+        identity = (config.backend, config.clickhouse_url or os.path.abspath(config.chdb_path), config.database)
+        with cls._lock:
+            entry = cls._open.get(identity)
+            if entry is None:
+                store = open_store(config)
+                if config.migrate_on_start:
+                    store.apply_schema()
+                entry = cls._open[identity] = [cls(store), 0]
+            entry[1] += 1
+            return entry[0]
+
+    def release(self) -> None:
+        """The user's part done; the last one closes the store."""
+        with self._lock:
+            for identity, entry in list(self._open.items()):
+                if entry[0] is self:
+                    entry[1] -= 1
+                    if entry[1] == 0:
+                        del self._open[identity]
+                        self.store.close()
+                    return
+
+    def insert_payloads(self, table: str, payloads) -> int:
+        with self.calls:
+            return self.store.insert_payloads(table, payloads)
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        with self.calls:
+            return self.store.query_arrow(sql, params)
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict]:
+        return self.query_arrow(sql, params).to_pylist()

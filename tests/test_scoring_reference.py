@@ -13,7 +13,7 @@ import config as app_config
 from flink_jobs.bars import OpenBars
 from flink_jobs.detectors.offline import detect
 from flink_jobs.operators import END_OF_INPUT, ApplyCooldown, ScoreTrades, anomaly_row, pack_candidates, trade_row
-from flink_jobs.store import payloads_table
+from flink_jobs.store import TABLE_COLUMNS, open_store, payloads_table
 from flink_jobs.parse_batches import BLOCK_MIN_TRADES
 from flink_jobs.trade_block import block_of
 from flink_jobs.detectors.iforest import OnnxIsolationForest
@@ -98,22 +98,32 @@ def publish_model(registry: str, trades: list, detection):
                     "feature_ranges": feature_ranges(matrix), "thresholds": thresholds(forest, matrix)})
 
 
-def run_operator(by_symbol: dict, detection) -> list:
+def run_operator(by_symbol: dict, detection, store=None) -> list:
     state, timers = KeyedValue(), Watermark()
-    operator = ScoreTrades(detection, bars=True)
+    operator = ScoreTrades(detection, bars=True, store=store)
     operator.open(RuntimeContext(state))
     out = []
-    for symbol, trades in calls_of(by_symbol):
-        state.key = symbol
-        timers.at = max(timers.at, trades[0].trade_time_ms - WATERMARK_LAG_MS)
-        # As the parser sends them: a block, or a few trades as plain tuples
-        payload = block_of(trades) if len(trades) >= BLOCK_MIN_TRADES else [tuple(t) for t in trades]
-        out += operator.process_element(payload, At(symbol, timers))
-    for symbol in by_symbol:   # the end of input: every symbol's timers fire with the final watermark
-        state.key = symbol
-        timers.at = END_OF_INPUT
-        out += operator.on_timer(END_OF_INPUT, EndOfInputContext(symbol))
+    try:
+        for symbol, trades in calls_of(by_symbol):
+            state.key = symbol
+            timers.at = max(timers.at, trades[0].trade_time_ms - WATERMARK_LAG_MS)
+            # As the parser sends them: a block, or a few trades as plain tuples
+            payload = block_of(trades) if len(trades) >= BLOCK_MIN_TRADES else [tuple(t) for t in trades]
+            out += operator.process_element(payload, At(symbol, timers))
+        for symbol in by_symbol:   # the end of input: every symbol's timers fire with the final watermark
+            state.key = symbol
+            timers.at = END_OF_INPUT
+            out += operator.on_timer(END_OF_INPUT, EndOfInputContext(symbol))
+    finally:
+        operator.close()
     return out
+
+
+def written_trades(store_config) -> list:
+    """The trades table as the operator inserted it (every insert, no merge in between)."""
+    names = ", ".join(f"`{name}`" for name, _ in TABLE_COLUMNS["trades"])
+    with open_store(store_config) as store:
+        return store.query_arrow(f"SELECT {names} FROM trades").to_pylist()
 
 
 def reference_bars(by_symbol: dict) -> tuple[list, list]:
@@ -142,17 +152,22 @@ def table_rows(out, table) -> list:
             for row in payloads_table(name, [rows]).to_pylist()]
 
 
-def test_the_operator_stores_what_the_offline_reference_and_the_bar_definition_say(market):
+@pytest.mark.parametrize("writes_trades", [False, True], ids=["through-the-sink", "written-by-scoring"])
+def test_the_operator_stores_what_the_offline_reference_and_the_bar_definition_say(market, writes_trades, tmp_path):
     by_symbol, detection, model = market
     # Each symbol's features depend on its own trades alone, in their order, and the forest scores
     # a row the same in any batch: the reference may take the symbols one after the other.
     everything = [t for trades in by_symbol.values() for t in trades]
     scored, anomalies = detect(everything, detection, model)
+    # Written by scoring: the sink's batch (300 rows, as the model's above) and a wait no call reaches.
+    store = app_config.load({"CHDB_PATH": str(tmp_path / "chdb"), "SINK_BATCH_SIZE": "300",
+                             "SINK_FLUSH_INTERVAL_MS": "600000"}).store if writes_trades else None
 
-    out = run_operator(by_symbol, detection)
+    out = run_operator(by_symbol, detection, store)
 
     expected = payloads_table("trades", [[trade_row(t, f, s, model.version)[1] for t, f, s in scored]]).to_pylist()
-    stored = table_rows(out, "trades")
+    stored = written_trades(store) if writes_trades else table_rows(out, "trades")
+    assert not writes_trades or table_rows(out, "trades") == []
     key = lambda row: (row["symbol"], row["trade_id"])
     assert len(stored) == len(expected) == sum(len(t) for t in by_symbol.values()) - 1
     assert sorted(map(repr, sorted(stored, key=key))) == sorted(map(repr, sorted(expected, key=key)))
