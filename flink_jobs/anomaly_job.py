@@ -9,6 +9,8 @@
          candidates -> key by symbol, in Java -> ApplyCooldown   per symbol and method
       -> union(dead letters) -> key by sink key, in Java
       -> StoreSink              batched, idempotent inserts into trades/anomalies/dead_letters/bars
+                                (trades inserted by ScoreTrades itself where the store allows it:
+                                STORE_TRADES_FROM_SCORING, scoring_writes_trades)
          anomalies -> key_by(symbol) -> AlertSink   Telegram/Slack, when configured (flink_jobs/alerts/)
 
 Runs in a local MiniCluster:    python flink_jobs/anomaly_job.py --bounded

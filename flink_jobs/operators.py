@@ -349,6 +349,15 @@ class ScoreTrades(KeyedProcessFunction):
     checkpoint caught in between were already emitted: a restore emits them again, and the
     store's keys and the cooldown absorb the repeat (docs/reliability.md).
 
+    Given a store (STORE_TRADES_FROM_SCORING, where the store allows several writers or the job
+    runs at parallelism 1; flink_jobs/anomaly_job.py), the operator inserts its trades rows itself
+    instead of sending them to the store sink, one Python stage less on a trade's way to the store
+    (docs/performance.md, "Seventeenth round"). The micro-batch is then the sink's: it is scored
+    and written when it holds SINK_BATCH_SIZE trades or its first trade has waited
+    SINK_FLUSH_INTERVAL_MS, and its trades stay in their symbols' records until then, so the
+    guarantee above covers the write as well: a checkpoint taken before the insert holds the
+    trades, one taken after it does not need them. Candidates leave with the same flush.
+
     With `bars`, the same operator keeps the symbol's 1-second and 1-minute OHLCV bars (one
     operator rather than a second keyed stage: every trade crossing into another Python operator
     costs more than the bar update itself; docs/performance.md). A trade joins the open bar of
