@@ -141,9 +141,13 @@ class DetectionConfig:
         "MODEL_POLL_SECONDS", 10.0, "How often a running job looks for a new latest model",
         minimum=0.5, maximum=86400.0)
     iforest_batch_size: int = setting(
-        "IFOREST_BATCH_SIZE", 512, "Trades per ONNX call (micro-batch per subtask)", minimum=1, maximum=100_000)
+        "IFOREST_BATCH_SIZE", 512,
+        "Trades per ONNX call (micro-batch per subtask); SINK_BATCH_SIZE instead where scoring writes the trades rows "
+        "itself (STORE_TRADES_FROM_SCORING)", minimum=1, maximum=100_000)
     iforest_batch_ms: int = setting(
-        "IFOREST_BATCH_MS", 5, "Longest a trade waits for its micro-batch to fill", minimum=1, maximum=10_000)
+        "IFOREST_BATCH_MS", 5,
+        "Longest a trade waits for its micro-batch to fill; SINK_FLUSH_INTERVAL_MS instead where scoring writes the "
+        "trades rows itself", minimum=1, maximum=10_000)
 
     def threshold_for(self, symbol: str) -> float:
         return dict(self.zscore_thresholds).get(symbol, self.default_zscore_threshold)
