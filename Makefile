@@ -30,7 +30,7 @@ test-unit: setup  ## unit tests only (no broker, no Flink)
 test-e2e: setup  ## end-to-end tests only (as in `make test`)
 	$(PY) -m pytest -m "e2e and not slow_faults" $(PYTEST_ARGS)
 
-test-faults: setup  ## every fault-injection test (TaskManager, cluster, savepoint, broker, slow store, upgrade; ~9 min)
+test-faults: setup  ## every fault-injection test (TaskManager at parallelism 2 and 1, cluster, savepoint, broker, slow store, upgrade; ~12 min)
 	$(PY) -m pytest -m faults $(PYTEST_ARGS)
 
 migrate: setup  ## apply pending sql/ migrations and the TTL settings to the configured store

@@ -84,7 +84,10 @@ class Cluster:
         return float(values[0][agg]) if values else 0.0
 
     def rows_written(self, job_id: str) -> float:
-        return self.metric(job_id, "store-sink", "store-sink-chdb.rows_written")
+        """Rows inserted: by the store sink, and by the scoring operator where it writes the trades
+        itself (STORE_TRADES_FROM_SCORING at parallelism 1)."""
+        return self.metric(job_id, "store-sink", "store-sink-chdb.rows_written") + \
+            self.metric(job_id, "features-and-scoring", "features-and-scoring.rows_written")
 
     def failures(self, job_id: str) -> int:
         """Failures the job recovered from (or not), from its exception history: unlike the

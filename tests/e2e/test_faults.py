@@ -114,6 +114,15 @@ def test_a_killed_taskmanager_loses_no_trade_and_duplicates_none(cluster, kafka_
     assert report["failures"] >= 1
 
 
+@slow_fault
+def test_a_killed_taskmanager_loses_no_trade_the_scoring_operator_wrote_itself(
+        cluster, kafka_broker, trained_model, tmp_path):
+    """At parallelism 1 the scoring operator inserts the trades rows (STORE_TRADES_FROM_SCORING):
+    its batches written before the kill, and those waiting in its records, count once each."""
+    report = run_with_fault(kill_taskmanager, cluster, trained_model, tmp_path, "fault-tm-p1", FLINK_PARALLELISM=1)
+    assert report["failures"] >= 1
+
+
 def same_path(a: str, b: str) -> bool:
     return os.path.normpath(a.replace("file://", "").replace("file:", "")) == \
         os.path.normpath(b.replace("file://", "").replace("file:", ""))
