@@ -4,6 +4,7 @@ import multiprocessing
 import pytest
 
 from config import load
+from tests.conftest import PROJECT_DIR
 from flink_jobs.store import TABLE_COLUMNS, ChdbStore, StoreError, open_store, schema_statements
 
 TRADE = ("ETHUSDT", 1206419187, 1675329600138, 1675329600140, 1666.8, 26.062, 43440.14, False,
@@ -99,3 +100,44 @@ def test_a_clickhouse_url_selects_the_server_backend_and_an_unreachable_server_i
     with pytest.raises(StoreError, match=r"cannot reach ClickHouse at CLICKHOUSE_URL=http://reader:\*\*\*@127.0.0.1:1") as caught:
         open_store(cfg)
     assert "s3cret" not in str(caught.value)
+
+
+def test_two_operators_of_a_worker_share_one_store_and_the_last_to_release_it_closes_it(tmp_path):
+    from flink_jobs.store import SharedStore
+
+    cfg = load({"CHDB_PATH": str(tmp_path / "chdb")}).store
+    scoring, sink = SharedStore.acquire(cfg), SharedStore.acquire(cfg)
+    assert scoring is sink    # chDB: one connection per directory and process
+    rows = [("ETHUSDT", 1, 0, 0, 1.0, 1.0, 1.0, False) + (0.0,) * 8 + ("v1",)]
+    assert scoring.insert_payloads("trades", [rows]) == 1
+    scoring.release()
+    assert sink.query("SELECT count() AS n FROM trades") == [{"n": 1}]   # still open for the sink
+    sink.release()
+    with open_store(cfg) as store:   # closed: the directory is free for another owner
+        assert store.scalar("SELECT count() FROM trades") == 1
+
+
+def test_a_worker_that_exits_with_the_store_sink_open_exits_cleanly(tmp_path):
+    """A sink whose close() never ran leaves the shared store to the interpreter's exit; the
+    operator's open() freezes the heap (flink_jobs/worker_gc.py), and chDB's connection torn down
+    that late crashed the process (exit 139) in about half the runs before atexit closed it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import config
+        from flink_jobs.operators import StoreSink
+        from tests.test_score_batches import KeyedValue, RuntimeContext
+
+        class SinkContext(RuntimeContext):
+            def get_list_state(self, descriptor):
+                return []
+
+        StoreSink(config.load({{"CHDB_PATH": {str(tmp_path / "chdb")!r}}}).store).open(SinkContext(KeyedValue()))
+        print("open")
+    """)
+    for _ in range(4):
+        done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, capture_output=True, text=True,
+                              timeout=120)
+        assert (done.returncode, done.stdout.strip()) == (0, "open"), done.stderr[-2000:]
