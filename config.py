@@ -247,7 +247,8 @@ class JobConfig:
         "STORE_TRADES_FROM_SCORING", True,
         "The scoring operator inserts the trades rows itself where the store allows it (a ClickHouse server; "
         "chDB at parallelism 1, where one process owns it): one Python stage less on a trade's way to the "
-        "store. False: every row goes through the store sink")
+        "store; scoring then waits for the sink's batch (SINK_BATCH_SIZE, SINK_FLUSH_INTERVAL_MS), and the "
+        "candidates and alerts with it. False: every row goes through the store sink")
     python_bundle_size: int = setting(
         "PYTHON_BUNDLE_SIZE", 100_000,
         "Most records a Python operator takes before it hands its output on (python.fn-execution.bundle.size)",
