@@ -341,8 +341,9 @@ class SharedStore:
     _lock = threading.Lock()
     _open: dict = {}        # store identity -> [SharedStore, users]
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, identity: tuple):
         self.store = store
+        self.identity = identity
         self.calls = threading.Lock()
 
     @classmethod
@@ -356,7 +357,7 @@ class SharedStore:
                 store = open_store(config)
                 if config.migrate_on_start:
                     store.apply_schema()
-                entry = cls._open[identity] = [cls(store), 0]
+                entry = cls._open[identity] = [cls(store, identity), 0]
             entry[1] += 1
             return entry[0]
 
@@ -373,13 +374,13 @@ class SharedStore:
     def release(self) -> None:
         """The user's part done; the last one closes the store."""
         with self._lock:
-            for identity, entry in list(self._open.items()):
-                if entry[0] is self:
-                    entry[1] -= 1
-                    if entry[1] == 0:
-                        del self._open[identity]
-                        self.store.close()
-                    return
+            entry = self._open.get(self.identity)
+            if entry is None or entry[0] is not self:
+                return   # closed at exit already (close_all)
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._open[self.identity]
+                self.store.close()
 
     def insert_payloads(self, table: str, payloads) -> int:
         with self.calls:
