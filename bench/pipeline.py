@@ -410,8 +410,10 @@ def markdown(results: dict, command: str) -> str:
              f"{facts['date']}; load average {facts['load_average_at_start']} at start, "
              f"{results.get('load_average_at_end')} at end.", ""]
     if results.get("throughput"):
+        detection = ("**the floor job, no detection** (bench/floor_job.py)" if results.get("args", {}).get("floor")
+                     else "all three methods with ONNX")
         lines += ["**Throughput** (bounded job over a full topic; `flink run` on the standalone cluster; "
-                  "all three methods with ONNX; chDB store):", "",
+                  f"{detection}; chDB store):", "",
                   "| trades | symbols | trades per message | partitions / parallelism | net runtime (s) | trades/s | "
                   f"steady trades/s ({STEADY_FROM:.0%}-{STEADY_TO:.0%} of rows) | stored distinct |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -437,6 +439,8 @@ def markdown(results: dict, command: str) -> str:
         settle = results["latency"][0].get("settle_s", 0)
         parallelism = results["latency"][0].get("parallelism")
         job = f"unbounded job at parallelism {parallelism}" if parallelism else "unbounded job"
+        if results.get("args", {}).get("floor"):
+            job = "the floor job, no detection, " + job
         lines += [f"**Latency** from send to queryable row ({job}, paced input; percentiles over the "
                   f"trades sent after the first {settle:.0f} s at each rate, the worst latency of those first "
                   "seconds beside them):", "",
@@ -528,6 +532,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tm-memory", default="3g")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "performance.md"))
     parser.add_argument("--keep-stack", action="store_true", help="leave the broker and cluster running")
+    parser.add_argument("--floor", action="store_true",
+                        help="run bench/floor_job.py instead of the job: the same topology and settings without "
+                             "the detection, to measure what the framework, parsing and the store cost alone; "
+                             "no baseline, and the results are printed (and kept in WORK/results.json), not "
+                             "written to docs/performance.md unless --out is given")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
@@ -544,6 +553,11 @@ def main(argv: list[str] | None = None) -> int:
 
     paced_message_trades = max_trades if linger_ms > 0 else 1   # the paced runs linger one 10 ms tick
     stack = Stack(os.path.abspath(args.work), args.kafka_port, args.flink_rest_port, args.task_slots, args.tm_memory)
+    if args.floor:
+        stack.env["FLINK_JOB_SCRIPT"] = os.path.join(ROOT, "bench", "floor_job.py")
+        args.skip_baseline = True
+        if args.out == parser.get_default("out"):
+            args.out = ""
     results: dict = {"machine": machine_facts(), "args": vars(args)}
     stack.start()
     try:

@@ -427,7 +427,8 @@ def configure_logging(level: str) -> None:
     logging.getLogger("apache_beam").setLevel(logging.WARNING)  # import-time chatter
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, build=build_pipeline) -> int:
+    """`build` lays out the job on the environment (bench/floor_job.py gives its own)."""
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -440,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.source == "files" and not args.input:
         log.error("configuration error: --source files needs --input PATH")
         return 2
-    build_pipeline(env, cfg, args.input if args.source == "files" else None)
+    build(env, cfg, args.input if args.source == "files" else None)
     source = (f"files {', '.join(args.input)}" if args.source == "files" else
               f"topic {cfg.kafka.topic} at {cfg.kafka.bootstrap_servers}, group {cfg.kafka.group_id}")
     log.info("starting %s: %s, %s, parallelism %d, checkpoints every %d ms, store %s", JOB_NAME, source,

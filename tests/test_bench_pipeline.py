@@ -187,3 +187,23 @@ def test_no_steady_rate_from_rows_all_stored_at_once(tmp_path):
         store.command("INSERT INTO trades (symbol, trade_id, ingested_at) SELECT 'BTCUSDT', number, "
                       "fromUnixTimestamp64Milli(toInt64(1700000030000)) FROM numbers(100)")
     assert steady_rate(path) is None
+
+
+def test_a_floor_run_says_so_above_each_of_its_tables():
+    """The floor job's numbers (bench/floor_job.py, no detection) must never read as the job's."""
+    from bench.pipeline import markdown
+
+    usage = {"peak_rss_mb": {}, "cpu_s": {}}
+    machine = {"cores": 2, "cpu": "x", "memory_gb": 1, "python": "3", "date": "d", "load_average_at_start": 0}
+    throughput = {"trades": 1_000, "symbols": 5, "partitions": 2, "parallelism": 2, "net_runtime_s": 1.0,
+                  "trades_per_s": 1_000, "stored_distinct": 1_000, "usage": usage}
+    latency = {"rate": 1_000, "achieved_rate": 1_000, "stored": 10, "sent": 10, "p50_ms": 1.0, "p95_ms": 2.0,
+               "p99_ms": 3.0, "max_ms": 4, "measured_rows": 10, "settle_s": 0, "settling_max_ms": 5, "planted": 0,
+               "planted_detected": 0, "anomaly_p50_ms": None, "anomaly_max_ms": None, "usage": usage,
+               "parallelism": 1}
+    results = {"machine": machine, "throughput": [throughput], "latency": [latency]}
+    floor = markdown(dict(results, args={"floor": True}), "cmd")
+    job = markdown(dict(results, args={"floor": False}), "cmd")
+    assert "the floor job, no detection** (bench/floor_job.py); chDB store" in floor
+    assert "(the floor job, no detection, unbounded job at parallelism 1," in floor
+    assert "floor" not in job and "all three methods with ONNX" in job
