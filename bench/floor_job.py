@@ -8,7 +8,7 @@ store sink otherwise). What the keyed operator leaves out is everything the dete
 features, keyed state, the z-score and ONNX scoring, bars, candidates and the cooldown. Its rows
 carry zero features and scores. The difference between a floor run and a run of the job is what
 the detection costs; the floor itself is what the framework, parsing and the store cost, which no
-change to the detection can take away (docs/performance.md, "The floor").
+change to the detection can take away (docs/performance.md, "Eighteenth round: the floor").
 
 A benchmark, not a product: it keeps no state, so it is not exactly-once across a failure.
 """

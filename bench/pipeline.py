@@ -4,6 +4,7 @@ and the earlier single-process design on the same input.
     python -m bench.pipeline                      # everything below, about 15 minutes on 2 cores
     python -m bench.pipeline --trades 200000 --rates 1000 --rate-seconds 20 --skip-baseline  # quick look
     python -m bench.pipeline --soak-minutes 30    # memory over 30 minutes at 5,000 trades/s
+    python -m bench.pipeline --floor              # the same with the detection taken out (bench/floor_job.py)
 
 Real parts only, started by the project's scripts in their own run directory (.run/bench) and
 ports: the Apache Kafka broker (deploy/local/kafka.sh) and a standalone Flink cluster
