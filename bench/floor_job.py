@@ -26,10 +26,12 @@ import numpy as np  # noqa: E402
 from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext  # noqa: E402
 from pyflink.datastream.time_domain import TimeDomain  # noqa: E402
 
-from config import AppConfig, StoreConfig  # noqa: E402
+from config import AppConfig, DetectionConfig, StoreConfig  # noqa: E402
 from flink_jobs import anomaly_job  # noqa: E402
 from flink_jobs.canonical_trades import parse_batch  # noqa: E402
-from flink_jobs.operators import END_OF_INPUT, PICKLED_KEYED_TYPE, StoreSink, addressed, batch, trades_payload  # noqa: E402
+from flink_jobs.operators import (COLUMNAR_MIN_ROWS, END_OF_INPUT, PICKLED_KEYED_TYPE, StoreSink, addressed,  # noqa: E402
+                                  batch, exit_with_taskmanager, trade_rows, trades_payload)
+from flink_jobs.worker_gc import settle_after_open  # noqa: E402
 from flink_jobs.scoring_batch import OUT_COLUMNS, Batch, Chunk  # noqa: E402
 from flink_jobs.trade_block import from_tuples, unpack  # noqa: E402
 
@@ -37,26 +39,35 @@ FLOOR_MODEL_VERSION = "floor"
 
 
 class PassTrades(KeyedProcessFunction):
-    """A symbol's trades of one parse batch into a micro-batch of the subtask, written (or sent to
-    the store sink) as one trades payload when it holds SINK_BATCH_SIZE trades or its first trade
-    has waited SINK_FLUSH_INTERVAL_MS: the batching of the scoring operator, without the scoring."""
+    """A symbol's trades of one parse batch into a micro-batch of the subtask, cut, timed and
+    emitted by ScoreTrades' rules (flink_jobs/operators.py): written by this operator at
+    SINK_BATCH_SIZE trades or SINK_FLUSH_INTERVAL_MS when it writes the trades rows itself, else
+    sent to the store sink at IFOREST_BATCH_SIZE or IFOREST_BATCH_MS, Arrow from COLUMNAR_MIN_ROWS
+    rows and tuples below. What it leaves out is the detection: the features and their keyed
+    state, the scoring, the bars, the candidates."""
 
-    def __init__(self, store: StoreConfig, sink_parallelism: int, writes: bool):
+    def __init__(self, detection: DetectionConfig, store: StoreConfig, sink_parallelism: int, writes: bool):
+        self.detection = detection
         self.store_config = store
         self.sink_parallelism = sink_parallelism
         self.writes = writes
 
     def open(self, runtime_context: RuntimeContext):
+        exit_with_taskmanager()
         self.store = None
         if self.writes:
             from flink_jobs.store import SharedStore
 
             self.store = SharedStore.acquire(self.store_config)
+            self.batch_size, self.batch_ms = self.store_config.batch_size, self.store_config.flush_interval_ms
+        else:
+            self.batch_size, self.batch_ms = self.detection.iforest_batch_size, self.detection.iforest_batch_ms
         self.pending: list = []
         self.pending_rows = 0
         self.opened_at = 0.0
         self.timer_at = None
         self.seen: set = set()
+        settle_after_open()
 
     def close(self):
         if getattr(self, "store", None) is not None:
@@ -69,17 +80,26 @@ class PassTrades(KeyedProcessFunction):
             self.seen.add(symbol)
             ctx.timer_service().register_event_time_timer(END_OF_INPUT)   # a bounded input's last batch
         columns = unpack(trades) if type(trades) is bytes else from_tuples(trades)
+        chunk = Chunk(symbol, columns, np.zeros((len(columns.ids), OUT_COLUMNS)))
+        out: list = []
+        start, size = 0, len(chunk)
+        while start < size:   # cut where the batch fills, as ScoreTrades._join_batch does
+            room = max(self.batch_size - self.pending_rows, 1)
+            piece = chunk if start == 0 and size <= room else chunk.rows(start, start + room)
+            start += len(piece)
+            self._hold(piece, ctx)
+            if self.pending_rows >= self.batch_size or time.monotonic() - self.opened_at >= self.batch_ms / 1000:
+                out += self._flush()
+        return out
+
+    def _hold(self, piece: Chunk, ctx: KeyedProcessFunction.Context) -> None:
         if not self.pending:
             self.opened_at = time.monotonic()
-        self.pending.append(Chunk(symbol, columns, np.zeros((len(columns.ids), OUT_COLUMNS))))
-        self.pending_rows += len(columns.ids)
-        due = time.monotonic() - self.opened_at >= self.store_config.flush_interval_ms / 1000
-        if self.pending_rows >= self.store_config.batch_size or due:
-            return self._flush()
+        self.pending.append(piece)
+        self.pending_rows += len(piece)
         if self.timer_at is None:
-            self.timer_at = ctx.timer_service().current_processing_time() + self.store_config.flush_interval_ms
+            self.timer_at = ctx.timer_service().current_processing_time() + self.batch_ms
             ctx.timer_service().register_processing_time_timer(self.timer_at)
-        return []
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         if ctx.time_domain() == TimeDomain.PROCESSING_TIME and timestamp == self.timer_at:
@@ -91,7 +111,10 @@ class PassTrades(KeyedProcessFunction):
             return []
         scoring = Batch(self.pending)
         self.pending, self.pending_rows = [], 0
-        rows = trades_payload(scoring, np.zeros(scoring.rows), FLOOR_MODEL_VERSION)
+        if scoring.rows >= COLUMNAR_MIN_ROWS:
+            rows = trades_payload(scoring, np.zeros(scoring.rows), FLOOR_MODEL_VERSION)
+        else:
+            rows = trade_rows(scoring, [0.0] * scoring.rows, FLOOR_MODEL_VERSION)
         if self.store is not None:
             self.store.insert_payloads("trades", [rows])
             return []
@@ -99,24 +122,32 @@ class PassTrades(KeyedProcessFunction):
 
 
 class ParseAndWrite(ProcessFunction):
-    """The one-stage floor (FLOOR_STAGES=1): raw messages, chained to the Kafka source, parsed and
-    written in micro-batches by one Python operator, with no key, no watermark and no second Python
-    stage: what a trade's way to the store would cost if parsing, keying and scoring were one hop.
-    Without keyed timers a paused stream's last batch waits for the next message (the paced
-    benchmark sends every 10 ms)."""
+    """The one-stage floor (FLOOR_STAGES=1, `bench.pipeline --floor-stages 1`): raw messages,
+    chained to the Kafka source, parsed and written in micro-batches by one Python operator, with
+    no key, no watermark and no second Python stage: what a trade's way to the store would cost if
+    parsing, keying and scoring were one hop. For the latency runs (parallelism 1): the messages
+    cross into Python one record each (a DataStream function; the job's parser takes Arrow
+    batches), the batch is bounded by SINK_BATCH_SIZE messages rather than trades, invalid
+    messages are parsed and dropped (no dead letters), and without keyed timers a paused stream's
+    batch waits for the next message or the operator's close."""
 
-    def __init__(self, store: StoreConfig):
+    def __init__(self, detection: DetectionConfig, store: StoreConfig):
+        self.detection = detection
         self.store_config = store
 
     def open(self, runtime_context: RuntimeContext):
         from flink_jobs.store import SharedStore
 
+        exit_with_taskmanager()
         self.store = SharedStore.acquire(self.store_config)
         self.raws: list = []
         self.opened_at = 0.0
+        settle_after_open()
 
     def close(self):
         if getattr(self, "store", None) is not None:
+            if self.raws:
+                self._flush()   # the end of a bounded input, or a cancel: nothing is left behind
             self.store.release()
             self.store = None
 
@@ -130,7 +161,7 @@ class ParseAndWrite(ProcessFunction):
         return []
 
     def _flush(self) -> None:
-        parsed = parse_batch(self.raws, lambda symbol: True, int(time.time() * 1000))
+        parsed = parse_batch(self.raws, self.detection.accepts, int(time.time() * 1000))
         self.raws = []
         if not parsed.trades.size:
             return
@@ -148,7 +179,7 @@ def build_one_stage_floor(env, cfg: AppConfig) -> None:
         raise SystemExit("the one-stage floor writes from its one operator: parallelism 1 with chDB, or a server")
     (env.from_source(anomaly_job.kafka_source(cfg), WatermarkStrategy.no_watermarks(), "kafka-trades")
      .uid("source").set_parallelism(cfg.job.parallelism)
-     .process(ParseAndWrite(cfg.store)).name("floor-parse-and-write").set_parallelism(cfg.job.parallelism))
+     .process(ParseAndWrite(cfg.detection, cfg.store)).name("floor-parse-and-write").set_parallelism(cfg.job.parallelism))
     anomaly_job.log.info("floor job, one stage: parse and write in one Python operator, no detection")
 
 
@@ -170,7 +201,7 @@ def build_floor_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -
         watermarks = watermarks.with_idleness(Duration.of_millis(cfg.job.idle_timeout_ms))
     writes = anomaly_job.scoring_writes_trades(cfg)
     passed = (anomaly_job.keyed_by_symbol(parsed, watermarks, parallelism)
-              .process(PassTrades(cfg.store, sink_parallelism, writes), output_type=PICKLED_KEYED_TYPE)
+              .process(PassTrades(cfg.detection, cfg.store, sink_parallelism, writes), output_type=PICKLED_KEYED_TYPE)
               .name("floor-pass-trades"))
     (anomaly_job.keyed_by_first_field(passed.union(dead_letters))
      .process(StoreSink(cfg.store)).name(f"store-sink-{cfg.store.backend}")

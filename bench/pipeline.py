@@ -403,6 +403,11 @@ def ms(value) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+def floor_name(results: dict) -> str:
+    stages = results["args"].get("floor_stages", 2)
+    return "the floor job, no detection" + (", one Python stage" if stages == 1 else "")
+
+
 def markdown(results: dict, command: str) -> str:
     facts = results["machine"]
     begin, end = (SOAK_BEGIN, SOAK_END) if results.get("soak") else (MARK_BEGIN, MARK_END)
@@ -411,7 +416,7 @@ def markdown(results: dict, command: str) -> str:
              f"{facts['date']}; load average {facts['load_average_at_start']} at start, "
              f"{results.get('load_average_at_end')} at end.", ""]
     if results.get("throughput"):
-        detection = ("**the floor job, no detection** (bench/floor_job.py)" if results.get("args", {}).get("floor")
+        detection = (f"**{floor_name(results)}** (bench/floor_job.py)" if results.get("args", {}).get("floor")
                      else "all three methods with ONNX")
         lines += ["**Throughput** (bounded job over a full topic; `flink run` on the standalone cluster; "
                   f"{detection}; chDB store):", "",
@@ -441,7 +446,7 @@ def markdown(results: dict, command: str) -> str:
         parallelism = results["latency"][0].get("parallelism")
         job = f"unbounded job at parallelism {parallelism}" if parallelism else "unbounded job"
         if results.get("args", {}).get("floor"):
-            job = "the floor job, no detection, " + job
+            job = f"{floor_name(results)}, {job}"
         lines += [f"**Latency** from send to queryable row ({job}, paced input; percentiles over the "
                   f"trades sent after the first {settle:.0f} s at each rate, the worst latency of those first "
                   "seconds beside them):", "",
@@ -538,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
                              "the detection, to measure what the framework, parsing and the store cost alone; "
                              "no baseline, and the results are printed (and kept in WORK/results.json), not "
                              "written to docs/performance.md unless --out is given")
+    parser.add_argument("--floor-stages", type=int, choices=(1, 2), default=2,
+                        help="with --floor: 2 keeps the job's two Python stages (parser, keyed operator); 1 parses "
+                             "and writes in one operator chained to the source (latency runs at parallelism 1 only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
@@ -556,6 +564,10 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(os.path.abspath(args.work), args.kafka_port, args.flink_rest_port, args.task_slots, args.tm_memory)
     if args.floor:
         stack.env["FLINK_JOB_SCRIPT"] = os.path.join(ROOT, "bench", "floor_job.py")
+        stack.env["FLOOR_STAGES"] = str(args.floor_stages)
+        if args.floor_stages == 1 and args.trades:
+            log.info("--floor-stages 1 measures latency only: no throughput runs")
+            args.trades = 0
         args.skip_baseline = True
         if args.out == parser.get_default("out"):
             args.out = ""

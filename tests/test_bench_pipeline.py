@@ -207,3 +207,5 @@ def test_a_floor_run_says_so_above_each_of_its_tables():
     assert "the floor job, no detection** (bench/floor_job.py); chDB store" in floor
     assert "(the floor job, no detection, unbounded job at parallelism 1," in floor
     assert "floor" not in job and "all three methods with ONNX" in job
+    one_stage = markdown(dict(results, args={"floor": True, "floor_stages": 1}), "cmd")
+    assert "(the floor job, no detection, one Python stage, unbounded job at parallelism 1," in one_stage
