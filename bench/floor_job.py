@@ -29,8 +29,8 @@ from pyflink.datastream.time_domain import TimeDomain  # noqa: E402
 from config import AppConfig, DetectionConfig, StoreConfig  # noqa: E402
 from flink_jobs import anomaly_job  # noqa: E402
 from flink_jobs.canonical_trades import parse_batch  # noqa: E402
-from flink_jobs.operators import (COLUMNAR_MIN_ROWS, END_OF_INPUT, PICKLED_KEYED_TYPE, StoreSink, addressed,  # noqa: E402
-                                  batch, exit_with_taskmanager, trade_rows, trades_payload)
+from flink_jobs.operators import (END_OF_INPUT, PICKLED_KEYED_TYPE, StoreSink, addressed, batch,  # noqa: E402
+                                  exit_with_taskmanager, micro_batch_limits, trades_record_rows)
 from flink_jobs.worker_gc import settle_after_open  # noqa: E402
 from flink_jobs.scoring_batch import OUT_COLUMNS, Batch, Chunk  # noqa: E402
 from flink_jobs.trade_block import from_tuples, unpack  # noqa: E402
@@ -59,9 +59,7 @@ class PassTrades(KeyedProcessFunction):
             from flink_jobs.store import SharedStore
 
             self.store = SharedStore.acquire(self.store_config)
-            self.batch_size, self.batch_ms = self.store_config.batch_size, self.store_config.flush_interval_ms
-        else:
-            self.batch_size, self.batch_ms = self.detection.iforest_batch_size, self.detection.iforest_batch_ms
+        self.batch_size, self.batch_ms = micro_batch_limits(self.detection, self.store_config if self.writes else None)
         self.pending: list = []
         self.pending_rows = 0
         self.opened_at = 0.0
@@ -111,10 +109,7 @@ class PassTrades(KeyedProcessFunction):
             return []
         scoring = Batch(self.pending)
         self.pending, self.pending_rows = [], 0
-        if scoring.rows >= COLUMNAR_MIN_ROWS:
-            rows = trades_payload(scoring, np.zeros(scoring.rows), FLOOR_MODEL_VERSION)
-        else:
-            rows = trade_rows(scoring, [0.0] * scoring.rows, FLOOR_MODEL_VERSION)
+        rows = trades_record_rows(scoring, np.zeros(scoring.rows), FLOOR_MODEL_VERSION)
         if self.store is not None:
             self.store.insert_payloads("trades", [rows])
             return []
@@ -165,11 +160,10 @@ class ParseAndWrite(ProcessFunction):
         self.raws = []
         if not parsed.trades.size:
             return
-        chunks = [Chunk(name, parsed.trades.take(parsed.codes == code),
-                        np.zeros((int(np.count_nonzero(parsed.codes == code)), OUT_COLUMNS)))
-                  for code, name in enumerate(parsed.names)]
-        scoring = Batch([chunk for chunk in chunks if len(chunk)])
-        self.store.insert_payloads("trades", [trades_payload(scoring, np.zeros(scoring.rows), FLOOR_MODEL_VERSION)])
+        masks = [(name, parsed.codes == code) for code, name in enumerate(parsed.names)]
+        scoring = Batch([Chunk(name, parsed.trades.take(mask), np.zeros((int(mask.sum()), OUT_COLUMNS)))
+                         for name, mask in masks if mask.any()])
+        self.store.insert_payloads("trades", [trades_record_rows(scoring, np.zeros(scoring.rows), FLOOR_MODEL_VERSION)])
 
 
 def build_one_stage_floor(env, cfg: AppConfig) -> None:
@@ -185,7 +179,7 @@ def build_one_stage_floor(env, cfg: AppConfig) -> None:
 
 def build_floor_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None:
     """anomaly_job.build_pipeline's topology with PassTrades in place of scoring and the cooldown."""
-    from pyflink.common import Duration, WatermarkStrategy
+    from pyflink.common import WatermarkStrategy
 
     if inputs:
         raise SystemExit("the floor job reads Kafka only")
@@ -196,11 +190,8 @@ def build_floor_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -
            .uid("source").set_parallelism(parallelism))
     sink_parallelism = 1 if cfg.store.backend == "chdb" else parallelism
     parsed, dead_letters = anomaly_job.parse_in_batches(env, raw, cfg, parallelism, sink_parallelism)
-    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.job.max_out_of_orderness_ms))
-    if cfg.job.idle_timeout_ms:
-        watermarks = watermarks.with_idleness(Duration.of_millis(cfg.job.idle_timeout_ms))
     writes = anomaly_job.scoring_writes_trades(cfg)
-    passed = (anomaly_job.keyed_by_symbol(parsed, watermarks, parallelism)
+    passed = (anomaly_job.keyed_by_symbol(parsed, anomaly_job.trade_time_watermarks(cfg.job), parallelism)
               .process(PassTrades(cfg.detection, cfg.store, sink_parallelism, writes), output_type=PICKLED_KEYED_TYPE)
               .name("floor-pass-trades"))
     (anomaly_job.keyed_by_first_field(passed.union(dead_letters))

@@ -363,8 +363,20 @@ def scoring_writes_trades(cfg: AppConfig) -> bool:
     return cfg.job.trades_from_scoring and (cfg.store.backend == "clickhouse" or cfg.job.parallelism == 1)
 
 
-def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None:
+def trade_time_watermarks(job: JobConfig):
+    """Event time from the trades, bounded out of order by MAX_OUT_OF_ORDERNESS_MS."""
     from pyflink.common import Duration, WatermarkStrategy
+
+    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(job.max_out_of_orderness_ms))
+    if job.idle_timeout_ms:
+        # A subtask whose partitions carry no trades would hold the watermark, and so every bar,
+        # back for ever; idle, it is left out of the minimum.
+        watermarks = watermarks.with_idleness(Duration.of_millis(job.idle_timeout_ms))
+    return watermarks
+
+
+def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None:
+    from pyflink.common import WatermarkStrategy
 
     from flink_jobs.alerts.sink import describe_alerting
     from flink_jobs.operators import ALERTS, CANDIDATES, PICKLED_KEYED_TYPE, ApplyCooldown, ScoreTrades, StoreSink
@@ -384,13 +396,8 @@ def build_pipeline(env, cfg: AppConfig, inputs: list[str] | None = None) -> None
     # chDB allows one owner per directory, so the embedded store gets one writer; a server scales out.
     sink_parallelism = 1 if cfg.store.backend == "chdb" else cfg.job.parallelism
     parsed, dead_letters = parse_in_batches(env, raw, cfg, source_parallelism, sink_parallelism)
-    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.job.max_out_of_orderness_ms))
-    if cfg.job.idle_timeout_ms:
-        # A subtask whose partitions carry no trades would hold the watermark, and so every bar,
-        # back for ever; idle, it is left out of the minimum.
-        watermarks = watermarks.with_idleness(Duration.of_millis(cfg.job.idle_timeout_ms))
     writer = scoring_writes_trades(cfg)
-    scored = (keyed_by_symbol(parsed, watermarks, source_parallelism)
+    scored = (keyed_by_symbol(parsed, trade_time_watermarks(cfg.job), source_parallelism)
               .process(ScoreTrades(cfg.detection, bars=cfg.job.bars, sink_parallelism=sink_parallelism,
                                    store=cfg.store if writer else None),
                        output_type=PICKLED_KEYED_TYPE)

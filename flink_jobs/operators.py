@@ -144,6 +144,23 @@ STORED_FEATURES = ("log_return", "price_mean", "price_std", "z_price", "return_m
 _FEATURE_INDEX = {name: i for i, name in enumerate(TradeFeatures._fields)}
 
 
+def micro_batch_limits(detection: DetectionConfig, store: StoreConfig | None) -> tuple[int, int]:
+    """(trades, milliseconds) of the scoring operator's micro-batch: the sink's batch when the
+    operator writes the trades rows itself (one insert per batch, its trades in their symbols'
+    records until it is written), else the ONNX micro-batch."""
+    if store is not None:
+        return store.batch_size, store.flush_interval_ms
+    return detection.iforest_batch_size, detection.iforest_batch_ms
+
+
+def trades_record_rows(scoring: Batch, if_scores: np.ndarray, model_version: str) -> bytes | list[tuple]:
+    """A scoring batch's trades rows as a store record carries them: one Arrow stream from
+    COLUMNAR_MIN_ROWS rows, tuples below."""
+    if scoring.rows >= COLUMNAR_MIN_ROWS:
+        return trades_payload(scoring, if_scores, model_version)
+    return trade_rows(scoring, if_scores.tolist(), model_version)
+
+
 def trades_payload(scoring: Batch, if_scores: np.ndarray, model_version: str) -> bytes:
     """A scoring batch's rows of the trades table (trade_row's values) as one Arrow IPC stream, built
     from its columns. The store sink inserts it as it is: converting per-row tuples there took about
@@ -395,12 +412,7 @@ class ScoreTrades(KeyedProcessFunction):
 
             self.models = ModelWatcher(self.detection.model_registry, self.detection.model_version,
                                        self.detection.model_poll_seconds)
-        # Written from here, the batch is the sink's (SINK_BATCH_SIZE rows, SINK_FLUSH_INTERVAL_MS):
-        # one insert per batch, its trades in their symbols' records until it is written.
-        if self.store is not None:
-            self.batch_size, self.batch_ms = self.store_config.batch_size, self.store_config.flush_interval_ms
-        else:
-            self.batch_size, self.batch_ms = self.detection.iforest_batch_size, self.detection.iforest_batch_ms
+        self.batch_size, self.batch_ms = micro_batch_limits(self.detection, self.store_config)
         self.pending: list = []        # the batch: Chunks of its symbols' trades, in arrival order
         self.pending_rows = 0          # trades in them
         self.batch_opened_at = 0.0     # time.monotonic() when the batch got its first trade
@@ -581,10 +593,7 @@ class ScoreTrades(KeyedProcessFunction):
         if model is not None:
             self.batches.inc()
         self._emit_candidates(scoring, scored, out)
-        if scoring.rows >= COLUMNAR_MIN_ROWS:
-            rows = trades_payload(scoring, scored.scores, scored.version)
-        else:
-            rows = trade_rows(scoring, scored.scores.tolist(), scored.version)
+        rows = trades_record_rows(scoring, scored.scores, scored.version)
         if self.store is not None:
             # Before the symbols' records forget these trades (they are written when this call
             # returns): a failure in between replays them, and the store's keys absorb the repeat.
