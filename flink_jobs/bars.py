@@ -21,6 +21,8 @@ BAR_INTERVALS_S = (1, 60)
 # divisor of every interval above that is longer than it, so a minute bar closes on its own end.
 SWEEP_MS = 10_000
 NEVER = 2**63 - 1
+# The first field of OpenBars' pickled form since its bars are plain tuples.
+OPEN_BARS_LAYOUT = "open-bars-tuples-1"
 # OpenBars.add_all updates a window's bar from arrays when a call has at least this many trades
 # and they hold at least this many trades per window on average; otherwise trade by trade, which
 # costs less for a few trades than the arrays' fixed costs (docs/performance.md, "Fifteenth round").
@@ -94,13 +96,20 @@ class Bar:
                 self.quote_volume, self.quote_volume / self.volume, self.trade_count, self.buy_volume,
                 self.sell_volume)
 
-    # Pickled into Flink state: slots need explicit state.
+    # Pickled into Flink state (inside OpenBars' plain tuples): slots need explicit state.
     def __getstate__(self):
-        return tuple(getattr(self, name) for name in self.__slots__)
+        return (self.first, self.last, self.high, self.low, self.volume, self.quote_volume, self.trade_count,
+                self.buy_volume, self.sell_volume)
 
     def __setstate__(self, state):
-        for name, value in zip(self.__slots__, state):
-            setattr(self, name, value)
+        (self.first, self.last, self.high, self.low, self.volume, self.quote_volume, self.trade_count,
+         self.buy_volume, self.sell_volume) = state
+
+    @classmethod
+    def restored(cls, state: tuple) -> "Bar":
+        bar = cls.__new__(cls)
+        bar.__setstate__(state)
+        return bar
 
 
 class OpenBars(StdlibPickled):
@@ -258,11 +267,18 @@ class OpenBars(StdlibPickled):
         self.timers = {t for t in self.timers if t > timer_ms}
 
     def __getstate__(self):
-        return self.bars, self.next_end, self.timers
+        # The bars as plain tuples: pickled as Bar objects they cost about 7 µs each, a sparse
+        # symbol's two bars most of its record's write-back (docs/performance.md, "Nineteenth round").
+        return OPEN_BARS_LAYOUT, [(key, bar.__getstate__()) for key, bar in self.bars.items()], self.next_end, \
+            self.timers
 
     def __setstate__(self, state):
         if len(state) == 2:  # saved before the sweep grid: (bars, last trade id), one timer per window
             self.bars, self.timers = state[0], set()
             self.next_end = self._earliest_end()
             return
-        self.bars, self.next_end, self.timers = state
+        if len(state) == 3:  # saved with Bar objects, before the nineteenth round
+            self.bars, self.next_end, self.timers = state
+            return
+        _, bars, self.next_end, self.timers = state
+        self.bars = {key: Bar.restored(values) for key, values in bars}

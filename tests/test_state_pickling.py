@@ -92,3 +92,18 @@ def test_open_bars_and_the_waiting_batch_round_trip_through_cloudpickle():
     assert bars_back.close_until(2**63 - 1, "ETHUSDT") == bars.close_until(2**63 - 1, "ETHUSDT")
     assert bars_back.timers == bars.timers and bars_back.next_end == bars.next_end
     assert type(waiting_back) is StdlibPickledList and waiting_back == waiting
+
+
+def test_open_bars_saved_with_bar_objects_restore_and_close_the_same_bars():
+    """Before the nineteenth round of issue 7 OpenBars pickled its Bar objects themselves: a
+    savepoint of then holds (bars, next end, timers)."""
+    bars = OpenBars()
+    for trade in trades(40):
+        bars.add(trade, -2**63)
+    earlier = OpenBars.__new__(OpenBars)
+    earlier.__setstate__(pickle.loads(pickle.dumps((bars.bars, bars.next_end, bars.timers))))
+    now = cloudpickle.loads(cloudpickle.dumps(bars))
+
+    assert earlier.timers == now.timers == bars.timers and earlier.next_end == now.next_end == bars.next_end
+    assert earlier.close_until(2**63 - 1, "ETHUSDT") == now.close_until(2**63 - 1, "ETHUSDT") == \
+        bars.close_until(2**63 - 1, "ETHUSDT")
