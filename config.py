@@ -142,8 +142,9 @@ class DetectionConfig:
         minimum=0.5, maximum=86400.0)
     iforest_batch_size: int = setting(
         "IFOREST_BATCH_SIZE", 512,
-        "Trades per ONNX call (micro-batch per subtask); SINK_BATCH_SIZE instead where scoring writes the trades rows "
-        "itself (STORE_TRADES_FROM_SCORING)", minimum=1, maximum=100_000)
+        "Trades per scoring micro-batch per subtask (one ONNX call, one store record, with or without the model); "
+        "SINK_BATCH_SIZE instead where scoring writes the trades rows itself (STORE_TRADES_FROM_SCORING)",
+        minimum=1, maximum=100_000)
     iforest_batch_ms: int = setting(
         "IFOREST_BATCH_MS", 5,
         "Longest a trade waits for its micro-batch to fill; SINK_FLUSH_INTERVAL_MS instead where scoring writes the "
@@ -245,7 +246,7 @@ class JobConfig:
         "BARS_ENABLED", True, "Build 1-second and 1-minute OHLCV bars per symbol into the bars table")
     trades_from_scoring: bool = setting(
         "STORE_TRADES_FROM_SCORING", True,
-        "The scoring operator inserts the trades rows itself where the store allows it (a ClickHouse server; "
+        "The scoring operator inserts the trades and bars rows itself where the store allows it (a ClickHouse server; "
         "chDB at parallelism 1, where one process owns it): one Python stage less on a trade's way to the "
         "store; scoring then waits for the sink's batch (SINK_BATCH_SIZE, SINK_FLUSH_INTERVAL_MS), and the "
         "candidates and alerts with it. False: every row goes through the store sink")

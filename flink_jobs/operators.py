@@ -349,7 +349,10 @@ class ScoreTrades(KeyedProcessFunction):
     (flink_jobs/scoring_batch.py), in a micro-batch shared by all symbols of the subtask, scored by
     one ONNX call when it holds IFOREST_BATCH_SIZE trades (a chunk is cut there), when the
     processing-time timer IFOREST_BATCH_MS after a symbol's first trade in the batch fires, or at
-    the end of a bounded input; the batch's rows leave as one ("trades", rows) record. Method
+    the end of a bounded input; the batch's rows leave as one ("trades", rows) record. With
+    z-score alone there is no ONNX call, and the batch still gathers the rows: a record per call
+    made sparse symbols slower without the model than with it (docs/performance.md, "Nineteenth
+    round"). Method
     candidates (before cooldown) go to the CANDIDATES side output; a repeated trade id is a dead
     letter. Named tuples are made only for the trades a method may fire for
     (docs/performance.md, "Fifteenth round").
@@ -367,7 +370,7 @@ class ScoreTrades(KeyedProcessFunction):
     store's keys and the cooldown absorb the repeat (docs/reliability.md).
 
     Given a store (STORE_TRADES_FROM_SCORING, where the store allows several writers or the job
-    runs at parallelism 1; flink_jobs/anomaly_job.py), the operator inserts its trades rows itself
+    runs at parallelism 1; flink_jobs/anomaly_job.py), the operator inserts its trades (and bars) rows itself
     instead of sending them to the store sink, one Python stage less on a trade's way to the store
     (docs/performance.md, "Seventeenth round"). The micro-batch is then the sink's: it is scored
     and written when it holds SINK_BATCH_SIZE trades or its first trade has waited
@@ -378,9 +381,11 @@ class ScoreTrades(KeyedProcessFunction):
     With `bars`, the same operator keeps the symbol's 1-second and 1-minute OHLCV bars (one
     operator rather than a second keyed stage: every trade crossing into another Python operator
     costs more than the bar update itself; docs/performance.md). A trade joins the open bar of
-    each interval. A bar is emitted and forgotten once the watermark has passed its window: at the
-    symbol's next trade, or at the latest when a sweep timer on the bars.SWEEP_MS event-time grid
-    fires (bars.OpenBars). The final watermark of a bounded input fires every remaining timer, so
+    each interval. A bar is closed once the watermark has passed its window: at the symbol's next
+    trade, or at the latest when a sweep timer on the bars.SWEEP_MS event-time grid fires
+    (bars.OpenBars). Its row then joins the micro-batch and waits in the symbol's record as a
+    trade does (`closed`), and leaves with the batch (written by the operator where it writes the
+    trades rows). The final watermark of a bounded input fires every remaining timer, so
     the last windows are flushed at the end of input. A trade behind the watermark for a window
     that has closed is late: it still joins the bars that are open (its minute, often), is
     counted in `late_trades`, and becomes a dead letter (stage "bars") naming the bars it missed.
@@ -415,6 +420,7 @@ class ScoreTrades(KeyedProcessFunction):
         self.batch_size, self.batch_ms = micro_batch_limits(self.detection, self.store_config)
         self.pending: list = []        # the batch: Chunks of its symbols' trades, in arrival order
         self.pending_rows = 0          # trades in them
+        self.pending_bars: list = []   # rows of the bars its symbols closed meanwhile
         self.batch_opened_at = 0.0     # time.monotonic() when the batch got its first trade
         self.in_batch: set = set()     # symbols with trades in the batch
         self.emitted: set = set()      # symbols whose `unscored` entries another symbol's flush emitted
@@ -436,11 +442,6 @@ class ScoreTrades(KeyedProcessFunction):
         if getattr(self, "store", None) is not None:
             self.store.release()
             self.store = None
-
-    @property
-    def holds(self) -> bool:
-        """Whether trades wait in the micro-batch: for the model, or for the store's insert."""
-        return self.models is not None or self.store is not None
 
     def process_element(self, trades, ctx: KeyedProcessFunction.Context):
         """A symbol's trades of one parse batch: a trade block, or a few as a list of plain tuples
@@ -464,6 +465,7 @@ class ScoreTrades(KeyedProcessFunction):
         if len(chunk):
             if self.bars:
                 self._add_to_bars(chunk, record, ctx.timer_service().current_watermark(), ctx, out)
+                self._flush_if_bars_fill(record, out)
             self._join_batch(chunk, record, ctx, out)
         # A flush above marked this symbol's waiting trades as emitted; those after it wait in
         # `record.waiting`, which is right as it is: nothing may clear it on the next call.
@@ -475,15 +477,16 @@ class ScoreTrades(KeyedProcessFunction):
         record, changed = self._record(ctx.get_current_key(), ctx)
         out: list = []
         if ctx.time_domain() == TimeDomain.EVENT_TIME and self.bars and record.bars is not None:
-            self._close_bars(timestamp, record.bars, ctx, out)
+            self._close_bars(timestamp, record, ctx)
+            self._flush_if_bars_fill(record, out)
             changed = True
         if ctx.time_domain() == TimeDomain.PROCESSING_TIME and self.flush_timer_at is not None \
                 and timestamp >= self.flush_timer_at:
             self.flush_timer_at = None
         if ctx.time_domain() == TimeDomain.PROCESSING_TIME or timestamp == END_OF_INPUT:
-            had_waiting = bool(record.waiting)
+            had_waiting = bool(record.waiting or record.closed)
             self._flush(record, out)
-            changed = changed or (had_waiting and not record.waiting)
+            changed = changed or (had_waiting and not (record.waiting or record.closed))
         if changed:
             self.records.update(record)
         return out
@@ -503,11 +506,6 @@ class ScoreTrades(KeyedProcessFunction):
     def _join_batch(self, chunk: Chunk, record: SymbolRecord, ctx: KeyedProcessFunction.Context,
                     out: list) -> None:
         """The chunk into the micro-batch, cut where the batch fills; what a flush emits goes to `out`."""
-        if not self.holds:
-            self.pending.append(chunk)  # z-score alone: scored when the call ends, nothing held
-            self.pending_rows += len(chunk)
-            self._flush(record, out)
-            return
         start, size = 0, len(chunk)
         while start < size:
             # A restore can leave the batch fuller than its size (_record): then one trade fills it.
@@ -533,16 +531,16 @@ class ScoreTrades(KeyedProcessFunction):
             record.waiting, changed = [Chunk.from_pairs(symbol, record.waiting)], True   # (trade, features) pairs
         if symbol not in self.seen:
             self.seen.add(symbol)
-            if self.holds:
-                ctx.timer_service().register_event_time_timer(END_OF_INPUT)
-                if record.waiting:
-                    restored = sum(len(chunk) for chunk in record.waiting)
-                    self.restored.inc(restored)
-                    log.info("%s: %d trades held in the micro-batch when the checkpoint was taken are scored now",
-                             symbol, restored)
-                    self._hold(symbol, list(record.waiting), ctx, restored)
+            ctx.timer_service().register_event_time_timer(END_OF_INPUT)
+            if record.waiting or record.closed:
+                restored = sum(len(chunk) for chunk in record.waiting)
+                self.restored.inc(restored)
+                log.info("%s: %d trades and %d bars held in the micro-batch when the checkpoint was taken "
+                         "join the batch again", symbol, restored, len(record.closed))
+                self._hold(symbol, list(record.waiting), ctx, restored)
+                self.pending_bars.extend(record.closed)
         elif symbol in self.emitted:
-            record.waiting = []
+            record.waiting, record.closed = [], []
             changed = True
         self.emitted.discard(symbol)
         return record, changed
@@ -560,7 +558,7 @@ class ScoreTrades(KeyedProcessFunction):
 
     def _hold(self, symbol: str, chunks: list, ctx, rows: int) -> None:
         """The symbol's chunks (`rows` trades) join the batch."""
-        if not self.pending:
+        if not self.pending and not self.pending_bars:
             self.batch_opened_at = time.monotonic()
         self.pending.extend(chunks)
         self.pending_rows += rows
@@ -572,22 +570,28 @@ class ScoreTrades(KeyedProcessFunction):
         if self.flush_timer_at is None:
             self.flush_timer_at = now + self.batch_ms
             timers.register_processing_time_timer(self.flush_timer_at)
-        elif self.sweep_at.get(symbol, -1) < now:
+        elif self.sweep_at.get(symbol, -1) <= now:   # one due now may have fired already
             self.sweep_at[symbol] = now + UNSCORED_SWEEP_MS
             timers.register_processing_time_timer(self.sweep_at[symbol])
 
     def _flush(self, record: SymbolRecord, out: list) -> None:
         """Scores the batch and appends its records to `out`; called in the context of a symbol of
-        the batch (or of one whose entries are all emitted), whose waiting trades it clears from
-        `record`."""
-        if not self.pending:
+        the batch (or of one whose entries are all emitted), whose waiting trades and bars it
+        clears from `record`."""
+        if not self.pending and not self.pending_bars:
             return
-        scoring = Batch(self.pending)
-        self.pending, self.pending_rows = [], 0
-        if self.holds:
-            record.waiting = []
-            self.emitted |= self.in_batch
-            self.in_batch = set()
+        chunks, bar_rows = self.pending, self.pending_bars
+        self.pending, self.pending_rows, self.pending_bars = [], 0, []
+        record.waiting, record.closed = [], []
+        self.emitted |= self.in_batch
+        self.in_batch = set()
+        if chunks:
+            self._score(Batch(chunks), out)
+        if bar_rows:
+            self._write_bars(bar_rows, out)
+
+    def _score(self, scoring: Batch, out: list) -> None:
+        """The batch's trades scored: their candidates and trades rows."""
         model = self.models.current() if self.models is not None else None
         scored = score_matrix(model, scoring.model_input())
         if model is not None:
@@ -625,7 +629,7 @@ class ScoreTrades(KeyedProcessFunction):
         for instant in timers:
             ctx.timer_service().register_event_time_timer(instant)
         if closed:
-            self._emit_bars(closed, out)
+            self._hold_bars(symbol, record, closed, ctx)
         for row, missed in late.items():
             self.late.inc()
             trade = tuple(chunk.trade(row))
@@ -638,16 +642,36 @@ class ScoreTrades(KeyedProcessFunction):
             out.append(addressed(single(dead_letter("bars", reason, repr(tuple(trade)), symbol, trade[1])),
                                  self.sink_parallelism))
 
-    def _close_bars(self, timestamp: int, bars: OpenBars, ctx: KeyedProcessFunction.OnTimerContext,
-                    out: list) -> None:
+    def _close_bars(self, timestamp: int, record: SymbolRecord, ctx: KeyedProcessFunction.OnTimerContext) -> None:
         """A sweep timer (or the end of input) closes every bar the watermark has passed."""
-        bars.swept(timestamp)
-        rows = bars.close_until(max(timestamp, ctx.timer_service().current_watermark()), ctx.get_current_key())
+        record.bars.swept(timestamp)
+        symbol = ctx.get_current_key()
+        rows = record.bars.close_until(max(timestamp, ctx.timer_service().current_watermark()), symbol)
         if rows:
-            self._emit_bars(rows, out)
+            self._hold_bars(symbol, record, rows, ctx)
 
-    def _emit_bars(self, rows: list, out: list) -> None:
+    def _hold_bars(self, symbol: str, record: SymbolRecord, rows: list, ctx) -> None:
+        """Closed bars' rows join the micro-batch and leave with its trades, in one store record
+        for all its symbols, rather than a record per call: a sparse symbol closes a 1-second bar
+        at nearly every trade. They also wait in the symbol's record, as its trades do, so a
+        checkpoint taken meanwhile holds them."""
+        self._hold(symbol, [], ctx, 0)
+        record.closed.extend(rows)
+        self.pending_bars.extend(rows)
+
+    def _flush_if_bars_fill(self, record: SymbolRecord, out: list) -> None:
+        """The batch flushed when its bars alone fill it: a watermark that jumps (a backlog, the
+        end of a bounded input) closes a symbol's bars of hours at once, for symbol after symbol."""
+        if len(self.pending_bars) >= self.batch_size:
+            self._flush(record, out)
+
+    def _write_bars(self, rows: list, out: list) -> None:
+        """The batch's bar rows: inserted where the operator writes its trades rows itself, else
+        to the store sink in records of at most MAX_BAR_ROWS_PER_RECORD rows."""
         self.bars_emitted.inc(len(rows))
+        if self.store is not None:
+            self.rows_written.inc(self.store.insert_payloads("bars", [rows]))
+            return
         for start in range(0, len(rows), MAX_BAR_ROWS_PER_RECORD):
             out.append(addressed(batch("bars", rows[start:start + MAX_BAR_ROWS_PER_RECORD]), self.sink_parallelism))
 

@@ -25,22 +25,26 @@ class SymbolRecord(StdlibPickled):
     """features: the rolling features (None before the symbol's first trade); bars: the open bars
     (None until one opens); waiting: the symbol's trades held in the scoring micro-batch, as
     scoring_batch.Chunks (before the fifteenth round of issue 7, (trade, features) pairs, which
-    ScoreTrades turns into a Chunk when it reads them), kept so a checkpoint taken while they wait
-    restores them."""
+    ScoreTrades turns into a Chunk when it reads them); closed: the rows of the symbol's closed
+    bars held in the same micro-batch (bars table rows; before the nineteenth round, closed bars
+    left at once and records had no such field). Both are kept so that a checkpoint taken while
+    they wait restores them."""
 
-    __slots__ = ("features", "bars", "waiting")
+    __slots__ = ("features", "bars", "waiting", "closed")
 
     def __init__(self, features: SymbolState | None = None, bars: OpenBars | None = None,
-                 waiting: list | None = None):
+                 waiting: list | None = None, closed: list | None = None):
         self.features = features
         self.bars = bars
         self.waiting = waiting if waiting is not None else []
+        self.closed = closed if closed is not None else []
 
     def __getstate__(self):
-        return self.features, self.bars, self.waiting
+        return self.features, self.bars, self.waiting, self.closed
 
     def __setstate__(self, state):
-        self.features, self.bars, self.waiting = state
+        self.features, self.bars, self.waiting = state[:3]
+        self.closed = state[3] if len(state) > 3 else []
 
 
 class EarlierLayout:

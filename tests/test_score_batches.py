@@ -90,25 +90,14 @@ class Context:
         return Timers()
 
 
-class NoModel:
-    """A model watcher with no model: trades wait for their micro-batch as with the forest on,
-    and the batch is scored with z-scores only (no model file needed)."""
-
-    def current(self):
-        return None
-
-
-def scoring_operator(sink_parallelism: int = 1, batch_size: int = 4,
-                     batched: bool = True) -> tuple[ScoreTrades, KeyedValue]:
-    """Scored by z-score only; with `batched`, trades wait for micro-batches of `batch_size` as
-    with the forest on, else the operator runs as DETECTION_METHODS=zscore makes it (no model)."""
+def scoring_operator(sink_parallelism: int = 1, batch_size: int = 4) -> tuple[ScoreTrades, KeyedValue]:
+    """Scored by z-score only (no model file needed): trades wait for micro-batches of
+    `batch_size` as with the forest on."""
     cfg = app_config.load({}, detection={"methods": ("zscore",), "iforest_batch_size": batch_size,
                                          "iforest_batch_ms": 10_000})
     state = KeyedValue()
     operator = ScoreTrades(cfg.detection, bars=False, sink_parallelism=sink_parallelism)
     operator.open(RuntimeContext(state))
-    if batched:
-        operator.models = NoModel()
     return operator, state
 
 
@@ -263,7 +252,6 @@ def test_a_symbol_s_candidates_of_one_batch_leave_as_one_record_in_trade_order()
     state = KeyedValue()
     operator = ScoreTrades(cfg.detection, bars=False)
     operator.open(RuntimeContext(state))
-    operator.models = NoModel()
     sent = []
     for i in range(1, 91):
         for symbol in ("BTCUSDT", "ETHUSDT"):
@@ -374,3 +362,135 @@ def test_trades_a_previous_version_left_waiting_as_pairs_are_scored_after_a_rest
     assert [(row["log_return"], row["price_mean"]) for row in stored[:len(saved)]] == \
         [(f.log_return, f.price_mean) for _, f in pairs]
     assert waiting(state, "BTCUSDT") == pending(operator) == left
+
+
+class WatermarkTimers(Timers):
+    def __init__(self):
+        self.at = -(2**63)
+
+    def current_watermark(self):
+        return self.at
+
+
+class WatermarkContext(Context):
+    def __init__(self, key, timers):
+        super().__init__(key)
+        self.timers = timers
+
+    def timer_service(self):
+        return self.timers
+
+
+def bars_operator(state: KeyedValue | None = None) -> tuple[ScoreTrades, KeyedValue]:
+    """Trades wait for micro-batches of 4 (as with the forest on); bars on."""
+    cfg = app_config.load({}, detection={"methods": ("zscore",), "iforest_batch_size": 4, "iforest_batch_ms": 10_000})
+    state = state or KeyedValue()
+    operator = ScoreTrades(cfg.detection, bars=True)
+    operator.open(RuntimeContext(state))
+    return operator, state
+
+
+def trade_at(operator, state, timers, symbol, trade_id, second):
+    """One trade at T0 + `second` s, with the watermark just behind it (as the job's lag has it)."""
+    timers.at = max(timers.at, T0 + second * 1000 - 1)
+    state.key = symbol
+    trade = tuple(Trade(symbol, trade_id, 100.0 + trade_id, 1.0, T0 + second * 1000, T0, False))
+    return list(operator.process_element([trade], WatermarkContext(symbol, timers)))
+
+
+def bar_rows(out):
+    return [(row[0], row[1], row[2]) for table, rows in store_records(out) if table == "bars" for row in rows]
+
+
+def test_closed_bars_wait_in_the_symbol_s_record_and_leave_with_the_batch_in_one_record():
+    """A sparse symbol closes a 1-second bar at nearly every trade: the rows join the micro-batch
+    and leave with its trades, one record for all its symbols, and until then a checkpoint must
+    hold them in the symbol's record."""
+    operator, state = bars_operator()
+    timers = WatermarkTimers()
+    out = trade_at(operator, state, timers, "BTCUSDT", 1, 0)
+    out += trade_at(operator, state, timers, "ETHUSDT", 1, 0)
+    out += trade_at(operator, state, timers, "BTCUSDT", 2, 1)        # closes BTC's bar of second 0
+    assert bar_rows(out) == []
+    assert [row[2] for row in state.restored("BTCUSDT").closed] == [T0]
+
+    out = trade_at(operator, state, timers, "ETHUSDT", 2, 1)         # ETH's bar closes, the batch of 4 fills
+    assert sorted(bar_rows(out)) == [("BTCUSDT", 1, T0), ("ETHUSDT", 1, T0)]
+    assert len([1 for table, _ in store_records(out) if table == "bars"]) == 1
+    assert state.restored("ETHUSDT").closed == []
+    assert [row[2] for row in state.restored("BTCUSDT").closed] == [T0]   # written: cleared at its next call
+    trade_at(operator, state, timers, "BTCUSDT", 3, 1)
+    assert state.restored("BTCUSDT").closed == []
+
+
+def test_bars_a_checkpoint_held_in_the_micro_batch_are_written_after_a_restore():
+    operator, state = bars_operator()
+    timers = WatermarkTimers()
+    trade_at(operator, state, timers, "BTCUSDT", 1, 0)
+    trade_at(operator, state, timers, "BTCUSDT", 2, 1)               # the bar of second 0 waits in the batch
+    checkpoint = KeyedValue()
+    checkpoint.by_key = dict(state.by_key)
+
+    restored, state = bars_operator(checkpoint)                      # the worker is gone; a new one restores
+    out = trade_at(restored, state, timers, "BTCUSDT", 3, 1)
+    out += list(restored.on_timer(END_OF_INPUT, EndOfInputContext("BTCUSDT")))
+
+    assert bar_rows(out) == [("BTCUSDT", 1, T0), ("BTCUSDT", 1, T0 + 1000), ("BTCUSDT", 60, T0 - T0 % 60_000)]
+    assert scored_ids(out) == [1, 2, 3]
+    assert state.restored("BTCUSDT").closed == state.restored("BTCUSDT").waiting == []
+
+
+def test_a_record_saved_before_bars_joined_the_micro_batch_restores_with_none_waiting():
+    """Records of earlier versions pickled three fields (features, bars, waiting trades)."""
+    from flink_jobs.scoring_state import SymbolRecord
+
+    record = SymbolRecord.__new__(SymbolRecord)
+    record.__setstate__((None, None, []))
+
+    assert record.closed == [] and record.waiting == []
+    assert pickle.loads(pickle.dumps(SymbolRecord(closed=[("BTCUSDT", 1)]))).closed == [("BTCUSDT", 1)]
+
+
+def test_bars_alone_fill_the_micro_batch():
+    """A watermark that jumps closes a symbol's bars of hours at its next trade, symbol after
+    symbol: they leave once they fill the batch, not when its time is up."""
+    operator, state = bars_operator()                                 # batches of 4
+    timers = WatermarkTimers()
+    minute = T0 - T0 % 60_000
+    trade_at(operator, state, timers, "BTCUSDT", 1, 0)
+    trade_at(operator, state, timers, "BTCUSDT", 2, 61)               # closes second 0 and the first minute
+    out = trade_at(operator, state, timers, "BTCUSDT", 3, 200)        # second 61 and the next minute: 4 bars
+
+    assert sorted(bar_rows(out)) == [("BTCUSDT", 1, T0), ("BTCUSDT", 1, T0 + 61_000),
+                                     ("BTCUSDT", 60, minute), ("BTCUSDT", 60, minute + 60_000)]
+    assert scored_ids(out) == [1, 2] and pending(operator) == [3]
+
+
+class TimerContext(WatermarkContext):
+    def __init__(self, key, timers, domain):
+        super().__init__(key, timers)
+        self.domain = domain
+
+    def time_domain(self):
+        return self.domain
+
+
+def test_bars_a_sweep_closes_wait_in_the_record_until_the_flush_timer_writes_them():
+    """A symbol that stops trading has its bars closed by an event-time sweep: with no trade to
+    carry them they wait in the batch and in its record, and the batch's processing-time timer
+    writes them and clears the record."""
+    operator, state = bars_operator()                                 # batches of 4
+    timers = WatermarkTimers()
+    out = []
+    for second in range(4):                                           # the 4th fills the batch
+        out += trade_at(operator, state, timers, "BTCUSDT", second + 1, second)
+    assert scored_ids(out) == [1, 2, 3, 4] and [row[2] for row in bar_rows(out)] == [T0, T0 + 1000, T0 + 2000]
+
+    timers.at = T0 + 9_999                                            # the symbol's sweep on the 10 s grid
+    out = list(operator.on_timer(T0 + 9_999, TimerContext("BTCUSDT", timers, TimeDomain.EVENT_TIME)))
+    assert bar_rows(out) == []
+    assert [row[2] for row in state.restored("BTCUSDT").closed] == [T0 + 3000]
+
+    out = list(operator.on_timer(T0 + 10_000, TimerContext("BTCUSDT", timers, TimeDomain.PROCESSING_TIME)))
+    assert bar_rows(out) == [("BTCUSDT", 1, T0 + 3000)] and scored_ids(out) == []
+    assert state.restored("BTCUSDT").closed == [] and pending(operator) == []

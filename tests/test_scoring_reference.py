@@ -119,11 +119,11 @@ def run_operator(by_symbol: dict, detection, store=None) -> list:
     return out
 
 
-def written_trades(store_config) -> list:
-    """The trades table as the operator inserted it (every insert, no merge in between)."""
-    names = ", ".join(f"`{name}`" for name, _ in TABLE_COLUMNS["trades"])
+def written_rows(store_config, table: str) -> list:
+    """A table as the operator inserted it (every insert, no merge in between)."""
+    names = ", ".join(f"`{name}`" for name, _ in TABLE_COLUMNS[table])
     with open_store(store_config) as store:
-        return store.query_arrow(f"SELECT {names} FROM trades").to_pylist()
+        return store.query_arrow(f"SELECT {names} FROM {table}").to_pylist()
 
 
 def reference_bars(by_symbol: dict) -> tuple[list, list]:
@@ -166,8 +166,8 @@ def test_the_operator_stores_what_the_offline_reference_and_the_bar_definition_s
     out = run_operator(by_symbol, detection, store)
 
     expected = payloads_table("trades", [[trade_row(t, f, s, model.version)[1] for t, f, s in scored]]).to_pylist()
-    stored = written_trades(store) if writes_trades else table_rows(out, "trades")
-    assert not writes_trades or table_rows(out, "trades") == []
+    stored = written_rows(store, "trades") if writes_trades else table_rows(out, "trades")
+    assert not writes_trades or table_rows(out, "trades") == table_rows(out, "bars") == []
     key = lambda row: (row["symbol"], row["trade_id"])
     assert len(stored) == len(expected) == sum(len(t) for t in by_symbol.values()) - 1
     assert sorted(map(repr, sorted(stored, key=key))) == sorted(map(repr, sorted(expected, key=key)))
@@ -184,8 +184,8 @@ def test_the_operator_stores_what_the_offline_reference_and_the_bar_definition_s
 
     bars, late = reference_bars(by_symbol)
     assert len(bars) > 100
-    assert sorted(map(repr, table_rows(out, "bars"))) == \
-        sorted(map(repr, payloads_table("bars", [bars]).to_pylist()))
+    stored_bars = written_rows(store, "bars") if writes_trades else table_rows(out, "bars")
+    assert sorted(map(repr, stored_bars)) == sorted(map(repr, payloads_table("bars", [bars]).to_pylist()))
 
     assert ("ETHUSDT", by_symbol["ETHUSDT"][810].trade_id, (1,)) in late
     dead = table_rows(out, "dead_letters")
