@@ -23,29 +23,12 @@ from models.registry import publish
 from models.train import feature_ranges, fit, thresholds, to_onnx_bytes
 from tests.conftest import sample_path
 from tests.store_data import shifted
-from tests.test_score_batches import (Context, EndOfInputContext, KeyedValue, RuntimeContext, Timers,
-                                      candidate_records, store_records)
+from tests.test_score_batches import (Context, EndOfInputContext, KeyedValue, RuntimeContext, WatermarkContext,
+                                      WatermarkTimers, candidate_records, store_records)
 
 # Call sizes in turn: a parse batch holds anything from one trade of a symbol to thousands.
 CALL_SIZES = (1, 3, 400, 7, 1, 200, 64, 2, 129)
 WATERMARK_LAG_MS = 2_000
-
-
-class Watermark(Timers):
-    def __init__(self):
-        self.at = -(2**63)
-
-    def current_watermark(self):
-        return self.at
-
-
-class At(Context):
-    def __init__(self, key, timers):
-        super().__init__(key)
-        self.timers = timers
-
-    def timer_service(self):
-        return self.timers
 
 
 def calls_of(by_symbol: dict) -> list:
@@ -99,7 +82,7 @@ def publish_model(registry: str, trades: list, detection):
 
 
 def run_operator(by_symbol: dict, detection, store=None) -> list:
-    state, timers = KeyedValue(), Watermark()
+    state, timers = KeyedValue(), WatermarkTimers()
     operator = ScoreTrades(detection, bars=True, store=store)
     operator.open(RuntimeContext(state))
     out = []
@@ -109,7 +92,7 @@ def run_operator(by_symbol: dict, detection, store=None) -> list:
             timers.at = max(timers.at, trades[0].trade_time_ms - WATERMARK_LAG_MS)
             # As the parser sends them: a block, or a few trades as plain tuples
             payload = block_of(trades) if len(trades) >= BLOCK_MIN_TRADES else [tuple(t) for t in trades]
-            out += operator.process_element(payload, At(symbol, timers))
+            out += operator.process_element(payload, WatermarkContext(symbol, timers))
         for symbol in by_symbol:   # the end of input: every symbol's timers fire with the final watermark
             state.key = symbol
             timers.at = END_OF_INPUT
