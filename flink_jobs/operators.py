@@ -29,6 +29,7 @@ from pyflink.table.udf import ScalarFunction
 
 from config import DetectionConfig, StoreConfig
 from flink_jobs.bars import OpenBars
+from flink_jobs.counters import OperatorCounters
 from flink_jobs.alerts.message import alert_from_anomaly
 from flink_jobs.detectors.base import Anomaly
 from flink_jobs.detectors.methods import (Candidate, Cooldown, ScoredBatch, candidate_rows, candidates, explain,
@@ -427,14 +428,15 @@ class ScoreTrades(KeyedProcessFunction):
         self.seen: set = set()         # symbols whose `unscored` state this process has taken over
         self.flush_timer_at = None     # the pending timer that flushes the batch, if any
         self.sweep_at: dict = {}       # symbol -> its pending sweep timer (processing time)
-        metrics = runtime_context.get_metrics_group()
-        self.repeats = metrics.counter("repeated_trades")
-        self.batches = metrics.counter("scoring_batches")
-        self.restored = metrics.counter("restored_unscored_trades")
-        self.upgraded = metrics.counter("symbols_upgraded_from_earlier_state")
-        self.late = metrics.counter("late_trades")
-        self.bars_emitted = metrics.counter("bars_emitted")
-        self.rows_written = metrics.counter("rows_written")
+        # Counts made in processing-time timers (the batch's flush) reach Flink only this way.
+        self.counters = counters = OperatorCounters(runtime_context.get_metrics_group())
+        self.repeats = counters.counter("repeated_trades")
+        self.batches = counters.counter("scoring_batches")
+        self.restored = counters.counter("restored_unscored_trades")
+        self.upgraded = counters.counter("symbols_upgraded_from_earlier_state")
+        self.late = counters.counter("late_trades")
+        self.bars_emitted = counters.counter("bars_emitted")
+        self.rows_written = counters.counter("rows_written")
         self.sampled_log = _SampledLog()
         settle_after_open()
 
@@ -446,6 +448,7 @@ class ScoreTrades(KeyedProcessFunction):
     def process_element(self, trades, ctx: KeyedProcessFunction.Context):
         """A symbol's trades of one parse batch: a trade block, or a few as a list of plain tuples
         (flink_jobs/parse_batches.py)."""
+        self.counters.in_scope()
         symbol = ctx.get_current_key()
         record, _ = self._record(symbol, ctx)
         out: list = []
@@ -756,8 +759,9 @@ class StoreSink(KeyedProcessFunction):
         self.peak_buffered = 0  # the most rows buffered at once since the subtask started
         self.timers = FlushTimers(self.store_config.flush_interval_ms)
         metrics = runtime_context.get_metrics_group()
-        self.rows_written = metrics.counter("rows_written")
-        self.batches_written = metrics.counter("batches_written")
+        self.counters = counters = OperatorCounters(metrics)   # counting in flush timers too
+        self.rows_written = counters.counter("rows_written")
+        self.batches_written = counters.counter("batches_written")
         # Fewer than SINK_BATCH_SIZE rows plus one record (a scoring batch of up to IFOREST_BATCH_SIZE
         # trade rows, or up to MAX_BAR_ROWS_PER_RECORD bars): a full buffer is inserted before the next
         # record is taken, so a slow store slows the job down (back-pressure) instead of growing it.
@@ -767,6 +771,7 @@ class StoreSink(KeyedProcessFunction):
         settle_after_open()
 
     def process_element(self, record, ctx: KeyedProcessFunction.Context):
+        self.counters.in_scope()
         self.buffer.add(record)
         if not self.buffered:
             self.first_buffered_at = time.monotonic()

@@ -20,6 +20,7 @@ from flink_jobs.alerts.channels import RetryPolicy, channels_from_config
 from flink_jobs.alerts.message import Alert
 from flink_jobs.alerts.policy import COOLDOWN, METHOD, RATE_LIMITED, SEND, SEVERITY, AlertPolicy
 from flink_jobs.alerts.sender import AlertSender
+from flink_jobs.counters import OperatorCounters
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ class AlertSink(KeyedProcessFunction):
         self.policy = AlertPolicy.from_config(self.alerts)
         self.sender = AlertSender(channels_from_config(self.alerts), RetryPolicy.from_config(self.alerts),
                                   self.alerts.queue_size, self.alerts.close_timeout_s)
-        metrics = runtime_context.get_metrics_group()
+        # Counts made in the summary timer (deliveries) reach Flink only this way.
+        self.counters = metrics = OperatorCounters(runtime_context.get_metrics_group())
         filtered = metrics.counter("alerts_filtered")  # by method or severity: not alert-worthy
         self.decisions = {METHOD: filtered, SEVERITY: filtered, COOLDOWN: metrics.counter("alerts_cooldown"),
                           RATE_LIMITED: metrics.counter("alerts_rate_limited"),
@@ -61,6 +63,7 @@ class AlertSink(KeyedProcessFunction):
         settle_after_open()
 
     def process_element(self, alert: Alert, ctx: KeyedProcessFunction.Context):
+        self.counters.in_scope()
         decision = self.policy.decide(alert, self.last_alert_ms.value())
         self.decisions[decision.outcome].inc()
         if decision.send:
