@@ -17,11 +17,11 @@ finds no container yet: its count waits for the first call that does.
 
 from __future__ import annotations
 
+from apache_beam.metrics.execution import MetricsEnvironment
+from apache_beam.metrics.metric import Metrics
 
-def _current_container():
-    from apache_beam.metrics.execution import MetricsEnvironment
-
-    return MetricsEnvironment.current_container()
+# The metrics container of the Beam step running now, None outside any (a processing-time timer).
+_current_container = MetricsEnvironment.current_container
 
 
 class OperatorCounters:
@@ -35,24 +35,22 @@ class OperatorCounters:
     def counter(self, name: str) -> "TimerSafeCounter":
         return TimerSafeCounter(self, name)
 
-    def in_scope(self) -> None:
-        """Called first in process_element, where the operator's scope is current."""
+    def in_scope(self) -> bool:
+        """Called first in process_element, where the operator's scope is current; also tells
+        whether a scope is current now (not in a processing-time timer)."""
         current = _current_container()
-        if current is not None:
-            self.container = current
-            if self.owed:
-                self._settle()
-
-    def add(self, metric_name, n: int) -> None:
-        current = _current_container()
-        if current is not None:
-            self.container = current
-        if self.container is None:
-            self.owed[metric_name] = self.owed.get(metric_name, 0) + n
-            return
+        if current is None:
+            return False
+        self.container = current
         if self.owed:
             self._settle()
-        self.container.get_counter(metric_name).inc(n)
+        return True
+
+    def add_outside_scope(self, metric_name, n: int) -> None:
+        if self.container is None:
+            self.owed[metric_name] = self.owed.get(metric_name, 0) + n
+        else:
+            self.container.get_counter(metric_name).inc(n)
 
     def _settle(self) -> None:
         for metric_name, n in self.owed.items():
@@ -69,10 +67,11 @@ class TimerSafeCounter:
         # Beam's MetricName (namespace and name) of a Beam-backed counter: the Python worker as a
         # process. None for one that counts in the JVM directly (PyFlink's 'thread' mode), which
         # needs no help.
-        self.metric_name = getattr(getattr(self.counter, "_inner_counter", None), "metric_name", None)
+        inner = getattr(self.counter, "_inner_counter", None)
+        self.metric_name = inner.metric_name if isinstance(inner, Metrics.DelegatingCounter) else None
 
     def inc(self, n: int = 1) -> None:
-        if self.metric_name is None:
+        if self.metric_name is None or self.counters.in_scope():
             self.counter.inc(n)
         else:
-            self.counters.add(self.metric_name, n)
+            self.counters.add_outside_scope(self.metric_name, n)
