@@ -487,9 +487,9 @@ class ScoreTrades(KeyedProcessFunction):
                 and timestamp >= self.flush_timer_at:
             self.flush_timer_at = None
         if ctx.time_domain() == TimeDomain.PROCESSING_TIME or timestamp == END_OF_INPUT:
-            had_waiting = bool(record.waiting or record.closed)
+            had_waiting = record.holds_batch()
             self._flush(record, out)
-            changed = changed or (had_waiting and not (record.waiting or record.closed))
+            changed = changed or (had_waiting and not record.holds_batch())
         if changed:
             self.records.update(record)
         return out
@@ -535,7 +535,7 @@ class ScoreTrades(KeyedProcessFunction):
         if symbol not in self.seen:
             self.seen.add(symbol)
             ctx.timer_service().register_event_time_timer(END_OF_INPUT)
-            if record.waiting or record.closed:
+            if record.holds_batch():
                 restored = sum(len(chunk) for chunk in record.waiting)
                 self.restored.inc(restored)
                 log.info("%s: %d trades and %d bars held in the micro-batch when the checkpoint was taken "
@@ -543,7 +543,7 @@ class ScoreTrades(KeyedProcessFunction):
                 self._hold(symbol, list(record.waiting), ctx, restored)
                 self.pending_bars.extend(record.closed)
         elif symbol in self.emitted:
-            record.waiting, record.closed = [], []
+            record.forget_batch()
             changed = True
         self.emitted.discard(symbol)
         return record, changed
@@ -559,9 +559,14 @@ class ScoreTrades(KeyedProcessFunction):
             record.waiting = [Chunk.from_pairs(symbol, record.waiting)]
         return record
 
+    @property
+    def batch_empty(self) -> bool:
+        """No trades and no bars' rows wait in the micro-batch."""
+        return not self.pending and not self.pending_bars
+
     def _hold(self, symbol: str, chunks: list, ctx, rows: int) -> None:
         """The symbol's chunks (`rows` trades) join the batch."""
-        if not self.pending and not self.pending_bars:
+        if self.batch_empty:
             self.batch_opened_at = time.monotonic()
         self.pending.extend(chunks)
         self.pending_rows += rows
@@ -581,11 +586,11 @@ class ScoreTrades(KeyedProcessFunction):
         """Scores the batch and appends its records to `out`; called in the context of a symbol of
         the batch (or of one whose entries are all emitted), whose waiting trades and bars it
         clears from `record`."""
-        if not self.pending and not self.pending_bars:
+        if self.batch_empty:
             return
         chunks, bar_rows = self.pending, self.pending_bars
         self.pending, self.pending_rows, self.pending_bars = [], 0, []
-        record.waiting, record.closed = [], []
+        record.forget_batch()
         self.emitted |= self.in_batch
         self.in_batch = set()
         if chunks:

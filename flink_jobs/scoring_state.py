@@ -39,6 +39,14 @@ class SymbolRecord(StdlibPickled):
         self.waiting = waiting if waiting is not None else []
         self.closed = closed if closed is not None else []
 
+    def holds_batch(self) -> bool:
+        """Whether part of the scoring micro-batch waits here: trades or closed bars' rows."""
+        return bool(self.waiting or self.closed)
+
+    def forget_batch(self) -> None:
+        """The batch's part here has been written (or another symbol's flush wrote it)."""
+        self.waiting, self.closed = [], []
+
     def __getstate__(self):
         return self.features, self.bars, self.waiting, self.closed
 
